@@ -1,0 +1,1 @@
+"""Analytics: exchange events, the ClickHouse sink and schema. Imports nothing from proxy or dashboards."""

@@ -1,0 +1,94 @@
+"""Warden's application factory: the one place that knows every package and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from analytics.clickhouse import connect
+from analytics.sink import ClickHouseSink, EventSink
+from proxy.db import make_engine, make_sessions
+from proxy.errors import ProxyError, error_response
+from proxy.forward import Forwarder
+from proxy.keys import KeyStore
+from proxy.router import Router
+from proxy.settings import Settings, load_settings
+from proxy.upstream import HttpUpstream
+
+log = logging.getLogger("warden")
+
+
+@dataclass
+class Services:
+    """Everything a running Warden holds open; `close()` flushes events and releases it all."""
+
+    settings: Settings
+    keys: KeyStore
+    router: Router
+    sink: EventSink
+    forwarder: Forwarder
+    engine: Any
+
+    def close(self) -> None:
+        self.sink.close()
+        self.router.close()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
+    engine = make_engine(settings.storage.database_url)
+    keys = KeyStore(make_sessions(engine), cache_seconds=settings.auth.key_cache_seconds)
+    router = Router([(HttpUpstream(up), up.models, up.retries) for up in settings.upstreams])
+    if sink is None:
+        url = settings.storage.clickhouse_url
+        sink = ClickHouseSink(
+            lambda: connect(url),
+            queue_size=settings.analytics.queue_size,
+            batch_size=settings.analytics.batch_size,
+            flush_interval=settings.analytics.flush_interval_seconds,
+        )
+    stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
+    forwarder = Forwarder(keys, router, sink, settings.prices, stream_usage)
+    return Services(settings, keys, router, sink, forwarder, engine)
+
+
+def create_app(settings: Settings | None = None, *, sink: EventSink | None = None) -> Flask:
+    """Build a Warden app from validated settings (default: $WARDEN_CONFIG or embedded defaults).
+
+    Opens nothing that breaks across a fork: the ClickHouse writer starts at the first request.
+    """
+    settings = settings or load_settings()
+    app = Flask("warden")
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    services = build_services(settings, sink)
+    app.extensions["warden"] = services
+    app.extensions["warden.forwarder"] = services.forwarder
+
+    from proxy.routes import bp as proxy_bp
+
+    app.register_blueprint(proxy_bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    names = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+    return error_response(ProxyError(code, exc.description or exc.name, code=names.get(code, "http_error")))
+
+
+class _StartClock:
+    """Stamps arrival time before Flask runs, so overhead includes routing and request parsing."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        environ["warden.t0"] = perf_counter()
+        return self.wsgi_app(environ, start_response)

@@ -1,0 +1,1 @@
+"""Dashboards: RBAC-scoped plotly pages over the analytics queries."""

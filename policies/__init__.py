@@ -1,0 +1,1 @@
+"""Safety and PII policies (scanners return findings; one pipeline applies actions)."""

@@ -1,0 +1,238 @@
+"""The `warden` command line: serve, migrate, keys, check-config and local helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from proxy.settings import CONFIG_ENV, ConfigError, Settings, load_settings
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=CONFIG_ENV,
+    help=f"YAML config file (default: ${CONFIG_ENV}, else embedded defaults).",
+)
+
+
+def _settings(config_path: Path | None, *, resolve_secrets: bool = True) -> Settings:
+    try:
+        return load_settings(config_path, resolve_secrets=resolve_secrets)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Warden: an OpenAI-compatible proxy that governs and records LLM traffic."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@config_option
+@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: server.port, 8000).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Worker processes (default: server.workers).")
+@click.option("--threads", type=click.IntRange(1, 4096), help="Threads per worker (default: server.threads).")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply migrations first.")
+def serve(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+    migrate: bool,
+) -> None:
+    """Serve the proxy with gunicorn (threaded workers)."""
+    settings = _settings(config_path)
+    workers = workers or settings.server.workers
+    if settings.storage.clickhouse_url.startswith("chdb://") and workers > 1:
+        raise click.ClickException(
+            "in-process chDB allows one process per data directory: use --workers 1, "
+            "or point storage.clickhouse_url at a ClickHouse HTTP endpoint"
+        )
+    if migrate:
+        # In a child process: chDB must not be opened in the gunicorn master before it forks.
+        args = [sys.executable, "-m", "proxy.cli", "migrate"]
+        if config_path:
+            args += ["--config", str(config_path)]
+        if subprocess.run(args, check=False).returncode != 0:
+            raise click.ClickException("migrations failed; not starting")
+    from proxy.server import WardenServer
+
+    WardenServer(
+        settings,
+        host or settings.server.host,
+        settings.server.port if port is None else port,
+        workers,
+        threads or settings.server.threads,
+    ).run()
+
+
+@main.command()
+@config_option
+def migrate(config_path: Path | None) -> None:
+    """Upgrade the metadata database (Alembic) and the ClickHouse schema to head."""
+    from analytics.clickhouse import redact
+    from proxy.migrate import upgrade_all
+
+    settings = _settings(config_path, resolve_secrets=False)
+    try:
+        report = upgrade_all(settings.storage.database_url, settings.storage.clickhouse_url)
+    except Exception as exc:
+        raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}") from None
+    click.echo(f"metadata database at revision {report.sql_head}")
+    applied = ", ".join(report.clickhouse_applied) or "none (up to date)"
+    click.echo(f"ClickHouse {redact(settings.storage.clickhouse_url)}: applied {applied}")
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def check_config(path: Path) -> None:
+    """Validate a config file; exit 1 with the file, line and key of the first problem."""
+    settings = _settings(path)
+    models = sorted({m for up in settings.upstreams for m in up.models})
+    click.echo(f"{path}: OK ({len(settings.upstreams)} upstreams, {len(models)} models)")
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke virtual API keys."""
+
+
+def _key_store(config_path: Path | None) -> Any:
+    from proxy.db import make_engine, make_sessions
+    from proxy.keys import KeyStore
+
+    settings = _settings(config_path, resolve_secrets=False)
+    return KeyStore(make_sessions(make_engine(settings.storage.database_url)), cache_seconds=0)
+
+
+@keys.command("create")
+@config_option
+@click.option("--team", required=True, help="Team the key belongs to (created if new).")
+@click.option("--name", default="default", show_default=True, help="A label for the key.")
+@click.option("--project", default="", help="Project the key's traffic is attributed to.")
+@click.option("--models", help="Comma-separated models the key may use (default: all routed models).")
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), help="Expire the key after this many days.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the team.")
+def keys_create(
+    config_path: Path | None,
+    team: str,
+    name: str,
+    project: str,
+    models: str | None,
+    expires_in_days: int | None,
+    tenant: str,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from proxy.db import utcnow
+    from proxy.keys import KeyInputError
+
+    store = _key_store(config_path)
+    model_list = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
+    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    try:
+        info, plaintext = store.create(
+            team, name=name, project=project, models=model_list, expires_at=expires, tenant=tenant
+        )
+    except KeyInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(plaintext)
+    click.echo(f"created {info.id} for team {info.team} (store the key now: it is not shown again)", err=True)
+
+
+@keys.command("list")
+@config_option
+@click.option("--team", help="Only this team's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def keys_list(config_path: Path | None, team: str | None, as_json: bool) -> None:
+    """List keys (never the secret itself)."""
+    rows = _key_store(config_path).list(team=team)
+    if as_json:
+        for info in rows:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": info.id,
+                        "prefix": info.prefix,
+                        "name": info.name,
+                        "tenant": info.tenant,
+                        "team": info.team,
+                        "project": info.project,
+                        "models": info.models,
+                        "created_at": info.created_at.isoformat(),
+                        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+                        "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+                    }
+                )
+            )
+        return
+    click.echo(f"{'ID':<18} {'PREFIX':<12} {'TEAM':<16} {'NAME':<16} {'STATUS':<8} MODELS")
+    for info in rows:
+        status = "revoked" if info.revoked_at else "active"
+        models = ",".join(info.models) if info.models is not None else "*"
+        click.echo(f"{info.id:<18} {info.prefix:<12} {info.team:<16} {info.name:<16} {status:<8} {models}")
+
+
+@keys.command("revoke")
+@config_option
+@click.argument("key_id")
+def keys_revoke(config_path: Path | None, key_id: str) -> None:
+    """Revoke a key by id (see `warden keys list`)."""
+    if not _key_store(config_path).revoke(key_id):
+        raise click.ClickException(f"no key with id {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+# -- local helpers -----------------------------------------------------------------------------
+
+
+@main.command("fake-upstream")
+@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True)
+@click.option("--delay-ms", type=float, default=0.0, show_default=True, help="Delay before each reply.")
+@click.option(
+    "--chunks", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Events per stream."
+)
+@click.option("--words", type=click.IntRange(0, 100_000), default=0, help="Fixed reply length (0 = echo).")
+def fake_upstream(port: int, delay_ms: float, chunks: int, words: int) -> None:
+    """Run a fake OpenAI-compatible upstream on loopback (for demos and benchmarks)."""
+    from proxy.fake_upstream import FakeBehaviour, FakeUpstream
+
+    server = FakeUpstream("127.0.0.1", port, FakeBehaviour(delay_ms=delay_ms, chunks=chunks, words=words))
+    click.echo(f"fake upstream at {server.base_url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+@main.command("clickhouse-serve")
+@click.option(
+    "--path", type=click.Path(file_okay=False, path_type=Path), required=True, help="chDB data dir."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8123, show_default=True)
+def clickhouse_serve(path: Path, port: int) -> None:
+    """Serve a chDB data directory as a ClickHouse HTTP endpoint on 127.0.0.1 (no password)."""
+    from analytics import chdb_server
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    chdb_server.main(["--path", str(path), "--port", str(port)])
+
+
+if __name__ == "__main__":
+    main()

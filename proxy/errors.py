@@ -1,0 +1,61 @@
+"""Errors in OpenAI's wire shape, so SDKs raise their usual exception classes."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+
+class ProxyError(Exception):
+    """A request Warden answers with an error; `error_class` goes into the request log."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        error_class: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.error_class = error_class or code or type
+        self.headers = headers or {}
+
+
+def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type, "param": param, "code": code}}).encode()
+
+
+def error_response(error: ProxyError) -> Response:
+    response = Response(
+        error_body(error.message, error.type, error.code, error.param),
+        status=error.status,
+        mimetype="application/json",
+    )
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ProxyError:
+    return ProxyError(400, message, param=param, code=code, error_class="bad_request")
+
+
+def unauthorized(message: str = "Invalid or missing API key.") -> ProxyError:
+    return ProxyError(
+        401,
+        message,
+        type="authentication_error",
+        code="invalid_api_key",
+        error_class="unauthorized",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

@@ -1,0 +1,99 @@
+"""The Exchange: one request's journey through Warden, from arrival to its logged event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any
+
+from analytics.events import ExchangeEvent
+from proxy.keys import Principal
+from proxy.settings import Price
+
+
+@dataclass(slots=True)
+class Exchange:
+    route: str
+    t0: float = field(default_factory=perf_counter)
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    principal: Principal | None = None
+    model: str = ""
+    streamed: bool = False
+    upstream: str = ""
+    status: int = 0
+    error_class: str = ""
+    # Seconds spent waiting on the upstream, and on our own work after the response started.
+    upstream_s: float = 0.0
+    stream_work_s: float = 0.0
+    head_overhead_s: float = 0.0
+    ttft_s: float | None = None
+    end_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    finish_reason: str = ""
+    choices: int = 0
+
+    def overhead_now(self) -> float:
+        """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
+        return max(perf_counter() - self.t0 - self.upstream_s, 0.0)
+
+    def take_usage(self, usage: Mapping[str, Any] | None) -> None:
+        if not isinstance(usage, Mapping):
+            return
+        self.prompt_tokens = _count(usage.get("prompt_tokens"))
+        self.completion_tokens = _count(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, Mapping):
+            self.cached_tokens = _count(details.get("cached_tokens"))
+
+    def cost_micro_usd(self, price: Price | None) -> int | None:
+        """Integer micro-USD, or None when the model has no price: unknown is never $0."""
+        if price is None:
+            return None
+        cached = min(self.cached_tokens, self.prompt_tokens)
+        cached_rate = price.cached_input if price.cached_input is not None else price.input
+        total = (self.prompt_tokens - cached) * price.input + cached * cached_rate
+        total += self.completion_tokens * price.output
+        return round(total)
+
+    def to_event(self, price: Price | None) -> ExchangeEvent:
+        end = self.end_s if self.end_s is not None else perf_counter()
+        latency = end - self.t0
+        overhead = self.head_overhead_s + self.stream_work_s if self.streamed else latency - self.upstream_s
+        p = self.principal
+        return ExchangeEvent(
+            tenant=p.tenant if p else "",
+            team=p.team if p else "",
+            project=p.project if p else "",
+            api_key_id=p.key_id if p else "",
+            request_id=self.request_id,
+            ts=self.ts,
+            route=self.route,
+            model=self.model[:256],
+            upstream=self.upstream,
+            status=self.status,
+            error_class=self.error_class,
+            streamed=self.streamed,
+            cache_hit=False,
+            latency_ms=latency * 1000,
+            ttft_ms=self.ttft_s * 1000 if self.ttft_s is not None else None,
+            upstream_ms=self.upstream_s * 1000,
+            overhead_ms=max(overhead, 0.0) * 1000,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cached_tokens=self.cached_tokens,
+            cost_micro_usd=self.cost_micro_usd(price),
+            finish_reason=self.finish_reason,
+            choices=self.choices,
+        )
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return min(value, 2**32 - 1)

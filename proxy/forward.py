@@ -1,0 +1,319 @@
+"""Forwarding: authenticate, validate, route, relay and record one OpenAI-style request."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from time import perf_counter
+from typing import Any
+
+from flask import Request, Response
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+
+from analytics.sink import EventSink
+from proxy import validation
+from proxy.errors import ProxyError, error_body, error_response, unauthorized
+from proxy.exchange import Exchange
+from proxy.keys import KeyStore, Principal
+from proxy.router import Router
+from proxy.settings import Price
+from proxy.sse import SseRelay
+from proxy.upstream import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
+
+log = logging.getLogger(__name__)
+
+# route -> (upstream path, body check)
+ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "chat.completions": ("chat/completions", validation.check_chat),
+    "completions": ("completions", validation.check_completion),
+    "embeddings": ("embeddings", validation.check_embedding),
+}
+FAILURE_STATUS = {"timeout": 504, "unreachable": 502, "bad_response": 502}
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class Forwarder:
+    def __init__(
+        self,
+        keys: KeyStore,
+        router: Router,
+        sink: EventSink,
+        prices: Mapping[str, Price],
+        stream_usage: Mapping[str, bool],
+    ) -> None:
+        self.keys = keys
+        self.router = router
+        self.sink = sink
+        self.prices = prices
+        self._stream_usage = stream_usage
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def forward(self, request: Request, route: str) -> Response:
+        exchange = Exchange(route, t0=request.environ.get("warden.t0", perf_counter()))
+        try:
+            exchange.principal = self.authenticate(request)
+            raw = request.get_data(cache=False)
+            return self._forward(exchange, route, raw)
+        except ProxyError as error:
+            return self._fail(exchange, error)
+        except RequestEntityTooLarge:
+            return self._fail(
+                exchange, ProxyError(413, "The request body is too large.", code="request_too_large")
+            )
+        except ClientDisconnected:
+            return self._fail(
+                exchange, ProxyError(400, "The request body was cut short.", code="incomplete_body")
+            )
+        except Exception:
+            # Log the type and place only: the request body may hold personal data.
+            log.exception("internal error handling request %s", exchange.request_id)
+            internal = ProxyError(
+                500, "Internal error in Warden.", type="server_error", code="internal_error"
+            )
+            return self._fail(exchange, internal)
+
+    def list_models(self, request: Request) -> Response:
+        exchange = Exchange("models", t0=request.environ.get("warden.t0", perf_counter()))
+        try:
+            principal = exchange.principal = self.authenticate(request)
+        except ProxyError as error:
+            return self._fail(exchange, error)
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": "warden"}
+            for model in self.router.models()
+            if principal.may_use(model)
+        ]
+        exchange.status = 200
+        return self._json(exchange, json.dumps({"object": "list", "data": data}).encode(), 200, {})
+
+    def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            token = request.headers.get("api-key", "")
+        if not token:
+            raise unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+        principal = self.keys.authenticate(token.strip())
+        if principal is None:
+            raise unauthorized("Invalid, revoked or expired API key.")
+        return principal
+
+    # -- the flow ------------------------------------------------------------------------------
+
+    def _forward(self, exchange: Exchange, route: str, raw: bytes) -> Response:
+        path, check = ROUTES[route]
+        payload = validation.parse_json_object(raw)
+        exchange.model = check(payload)
+        exchange.streamed = bool(payload.get("stream"))
+        self._authorize_model(exchange)
+        if exchange.streamed:
+            return self._stream(exchange, path, payload, raw)
+
+        def attempt(upstream: Upstream) -> UpstreamReply:
+            started = perf_counter()
+            try:
+                return upstream.complete(path, raw, str(exchange.request_id))
+            finally:
+                exchange.upstream_s += perf_counter() - started
+
+        upstream, reply = self._call(exchange, attempt, lambda r: r.status)
+        exchange.upstream = upstream.name
+        return self._relay_reply(exchange, reply)
+
+    def _authorize_model(self, exchange: Exchange) -> None:
+        model = exchange.model
+        if not self.router.has(model):
+            raise ProxyError(
+                404,
+                f"The model '{model}' does not exist or is not routed by Warden.",
+                param="model",
+                code="model_not_found",
+            )
+        assert exchange.principal is not None
+        if not exchange.principal.may_use(model):
+            raise ProxyError(
+                403,
+                f"This API key may not use the model '{model}'.",
+                type="permission_error",
+                param="model",
+                code="model_not_allowed",
+            )
+
+    def _call(self, exchange: Exchange, attempt: Callable[[Upstream], Any], status_of: Callable[[Any], int]):
+        try:
+            return self.router.call(exchange.model, attempt, status_of)
+        except UpstreamFailure as failure:
+            exchange.upstream = failure.upstream
+            raise ProxyError(
+                FAILURE_STATUS[failure.kind],
+                f"Upstream '{failure.upstream}' "
+                + ("timed out." if failure.kind == "timeout" else "failed to answer properly."),
+                type="upstream_error",
+                code=f"upstream_{failure.kind}",
+            ) from None
+
+    def _relay_reply(self, exchange: Exchange, reply: UpstreamReply) -> Response:
+        status, body = reply.status, reply.body
+        parsed: Any = None
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ProxyError(
+                502,
+                f"Upstream '{exchange.upstream}' returned a response that is not JSON.",
+                type="upstream_error",
+                code="upstream_bad_response",
+            )
+        if status == 200:
+            exchange.take_usage(parsed.get("usage"))
+            choices = parsed.get("choices")
+            if isinstance(choices, list):
+                exchange.choices = len(choices)
+                for choice in choices:
+                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                    if isinstance(reason, str) and reason:
+                        exchange.finish_reason = reason
+                        break
+        elif status >= 500:
+            raise ProxyError(
+                502,
+                f"Upstream '{exchange.upstream}' answered HTTP {status}.",
+                type="upstream_error",
+                code="upstream_error",
+            )
+        else:
+            exchange.error_class = "upstream_rate_limited" if status == 429 else f"upstream_{status}"
+        exchange.status = status
+        return self._json(exchange, body, status, reply.headers)
+
+    def _stream(self, exchange: Exchange, path: str, payload: dict[str, Any], raw: bytes) -> Response:
+        client_wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        injected: dict[str, bool] = {}
+
+        def attempt(upstream: Upstream) -> UpstreamStream:
+            body = raw
+            injected[upstream.name] = not client_wants_usage and self._stream_usage.get(upstream.name, False)
+            if injected[upstream.name]:
+                options = dict(payload.get("stream_options") or {}, include_usage=True)
+                body = json.dumps({**payload, "stream_options": options}, separators=(",", ":")).encode()
+            started = perf_counter()
+            try:
+                return upstream.stream(path, body, str(exchange.request_id))
+            finally:
+                exchange.upstream_s += perf_counter() - started
+
+        upstream, stream = self._call(exchange, attempt, lambda s: s.status)
+        exchange.upstream = upstream.name
+        if stream.status != 200:
+            try:
+                started = perf_counter()
+                body = stream.read_all()
+                exchange.upstream_s += perf_counter() - started
+            except UpstreamFailure:
+                body = b""
+            finally:
+                stream.close()
+            exchange.streamed = False
+            return self._relay_reply(exchange, UpstreamReply(stream.status, stream.headers, body))
+        exchange.status = 200
+        relay = SseRelay(exchange, drop_usage_chunk=injected[upstream.name])
+        exchange.head_overhead_s = exchange.overhead_now()
+        headers = {
+            **stream.headers,
+            **SSE_HEADERS,
+            **self._warden_headers(exchange, exchange.head_overhead_s),
+        }
+        return Response(
+            self._relay_events(exchange, stream, relay),
+            status=200,
+            headers=headers,
+            content_type="text/event-stream; charset=utf-8",
+            direct_passthrough=True,
+        )
+
+    def _relay_events(self, exchange: Exchange, stream: UpstreamStream, relay: SseRelay) -> Iterator[bytes]:
+        chunks = stream.chunks
+        try:
+            while True:
+                waited = perf_counter()
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except UpstreamFailure as failure:
+                    exchange.error_class = f"upstream_{failure.kind}"
+                    yield _sse_error(f"Upstream '{failure.upstream}' failed mid-stream.", failure.kind)
+                    return
+                working = perf_counter()
+                exchange.upstream_s += working - waited
+                out = relay.feed(chunk)
+                if out:
+                    if exchange.ttft_s is None:
+                        exchange.ttft_s = perf_counter() - exchange.t0
+                    exchange.stream_work_s += perf_counter() - working
+                    yield out
+                else:
+                    exchange.stream_work_s += perf_counter() - working
+            tail = relay.finish()
+            if tail:
+                yield tail
+            if not relay.done:
+                exchange.error_class = "upstream_incomplete_stream"
+            elif relay.malformed:
+                exchange.error_class = "upstream_bad_response"
+        except GeneratorExit:
+            exchange.error_class = "client_disconnected"
+            raise
+        finally:
+            stream.close()
+            exchange.end_s = perf_counter()
+            self._record(exchange)
+
+    # -- responses and records -----------------------------------------------------------------
+
+    def _json(self, exchange: Exchange, body: bytes, status: int, headers: Mapping[str, str]) -> Response:
+        response = Response(body, status=status, mimetype="application/json")
+        for name, value in headers.items():
+            response.headers[name] = value
+        exchange.end_s = perf_counter()
+        for name, value in self._warden_headers(
+            exchange, exchange.end_s - exchange.t0 - exchange.upstream_s
+        ).items():
+            response.headers[name] = value
+        self._record(exchange)
+        return response
+
+    def _fail(self, exchange: Exchange, error: ProxyError) -> Response:
+        exchange.status = error.status
+        exchange.error_class = error.error_class
+        exchange.streamed = exchange.streamed and exchange.status == 200
+        response = error_response(error)
+        exchange.end_s = perf_counter()
+        for name, value in self._warden_headers(
+            exchange, exchange.end_s - exchange.t0 - exchange.upstream_s
+        ).items():
+            response.headers[name] = value
+        self._record(exchange)
+        return response
+
+    @staticmethod
+    def _warden_headers(exchange: Exchange, overhead_s: float) -> dict[str, str]:
+        return {
+            "x-warden-request-id": str(exchange.request_id),
+            "x-warden-overhead-ms": f"{max(overhead_s, 0.0) * 1000:.3f}",
+        }
+
+    def _record(self, exchange: Exchange) -> None:
+        try:
+            self.sink.emit(exchange.to_event(self.prices.get(exchange.model)))
+        except Exception:
+            log.exception("could not record request %s", exchange.request_id)
+
+
+def _sse_error(message: str, kind: str) -> bytes:
+    body = error_body(message, "upstream_error", f"upstream_{kind}")
+    return b"data: " + body + b"\n\n"

@@ -1,0 +1,231 @@
+"""Virtual API keys: created once and shown once, stored hashed, scoped to a team, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy.db import ApiKey, Team, Tenant, as_utc, utcnow
+
+KEY_PREFIX = "wdn-"
+DEFAULT_TENANT = "default"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class KeyInputError(ValueError):
+    """Bad input to a key operation (unknown team, bad name); the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's tenant, team and project, and the models it may use."""
+
+    tenant: str
+    team: str
+    project: str
+    key_id: str
+    key_name: str
+    models: frozenset[str] | None  # None: every routed model
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: str
+    prefix: str
+    name: str
+    tenant: str
+    team: str
+    project: str
+    models: tuple[str, ...] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def validate_name(kind: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise KeyInputError(f"{kind} must be 1-128 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+class KeyStore:
+    """Key lifecycle and request-time lookup, with a short positive cache for the hot path."""
+
+    def __init__(self, sessions: sessionmaker, *, cache_seconds: float = 1.0) -> None:
+        self._sessions = sessions
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def create(
+        self,
+        team: str,
+        *,
+        name: str = "default",
+        project: str = "",
+        models: list[str] | None = None,
+        expires_at: datetime | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> tuple[KeyInfo, str]:
+        """Create a key for `team` (created if new) and return it with its plaintext, once."""
+        validate_name("team", team)
+        validate_name("key name", name)
+        validate_name("tenant", tenant)
+        if project:
+            validate_name("project", project)
+        if models is not None:
+            for model in models:
+                if not model or len(model) > 256:
+                    raise KeyInputError("model names must be 1-256 characters")
+        if expires_at is not None and as_utc(expires_at) <= utcnow():  # type: ignore[operator]
+            raise KeyInputError("expiry must be in the future")
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._sessions.begin() as session:
+            tenant_row = self._get_or_create_tenant(session, tenant)
+            team_row = self._get_or_create_team(session, tenant_row, team)
+            row = ApiKey(
+                id="key_" + secrets.token_hex(6),
+                tenant_id=tenant_row.id,
+                team_id=team_row.id,
+                name=name,
+                project=project,
+                key_hash=hash_key(plaintext),
+                prefix=plaintext[: len(KEY_PREFIX) + 6],
+                models=sorted(set(models)) if models is not None else None,
+                created_at=utcnow(),
+                expires_at=expires_at,
+            )
+            session.add(row)
+            session.flush()
+            info = self._info(row, tenant_row.name, team_row.name)
+        return info, plaintext
+
+    def list(self, *, team: str | None = None, include_revoked: bool = True) -> list[KeyInfo]:
+        with self._sessions() as session:
+            query = (
+                select(ApiKey, Tenant.name, Team.name)
+                .join(Tenant, ApiKey.tenant_id == Tenant.id)
+                .join(Team, ApiKey.team_id == Team.id)
+                .order_by(ApiKey.created_at)
+            )
+            if team is not None:
+                query = query.where(Team.name == team)
+            if not include_revoked:
+                query = query.where(ApiKey.revoked_at.is_(None))
+            return [self._info(row, tenant, team_name) for row, tenant, team_name in session.execute(query)]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke `key_id`; False if there is no such key. Immediate in this process."""
+        with self._sessions.begin() as session:
+            row = session.get(ApiKey, key_id)
+            if row is None:
+                return False
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            key_hash = row.key_hash
+        with self._lock:
+            self._cache.pop(key_hash, None)
+        return True
+
+    # -- request path --------------------------------------------------------------------------
+
+    def authenticate(self, plaintext: str) -> Principal | None:
+        """The principal for a presented key, or None if unknown, revoked or expired."""
+        if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 128:
+            return None
+        digest = hash_key(plaintext)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            principal, expires_at = cached[1], cached[2]
+        else:
+            found = self._lookup(digest)
+            if found is None:
+                return None
+            principal, expires_at = found
+            if self._cache_seconds > 0:
+                with self._lock:
+                    if len(self._cache) > 100_000:
+                        self._cache.clear()
+                    self._cache[digest] = (now + self._cache_seconds, principal, expires_at)
+        if expires_at is not None and expires_at <= utcnow():
+            return None
+        return principal
+
+    def _lookup(self, digest: str) -> tuple[Principal, datetime | None] | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(ApiKey, Tenant.name, Team.name)
+                .join(Tenant, ApiKey.tenant_id == Tenant.id)
+                .join(Team, ApiKey.team_id == Team.id)
+                .where(ApiKey.key_hash == digest)
+            ).first()
+        if row is None:
+            return None
+        key, tenant, team = row
+        if key.revoked_at is not None:
+            return None
+        principal = Principal(
+            tenant=tenant,
+            team=team,
+            project=key.project,
+            key_id=key.id,
+            key_name=key.name,
+            models=frozenset(key.models) if key.models is not None else None,
+        )
+        return principal, as_utc(key.expires_at)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get_or_create_tenant(session: Session, name: str) -> Tenant:
+        row = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+        if row is None:
+            row = Tenant(id=uuid.uuid4().hex, name=name, created_at=utcnow())
+            session.add(row)
+            session.flush()
+        return row
+
+    @staticmethod
+    def _get_or_create_team(session: Session, tenant: Tenant, name: str) -> Team:
+        row = session.execute(
+            select(Team).where(Team.tenant_id == tenant.id, Team.name == name)
+        ).scalar_one_or_none()
+        if row is None:
+            row = Team(id=uuid.uuid4().hex, tenant_id=tenant.id, name=name, created_at=utcnow())
+            session.add(row)
+            session.flush()
+        return row
+
+    @staticmethod
+    def _info(row: ApiKey, tenant: str, team: str) -> KeyInfo:
+        return KeyInfo(
+            id=row.id,
+            prefix=row.prefix,
+            name=row.name,
+            tenant=tenant,
+            team=team,
+            project=row.project,
+            models=tuple(row.models) if row.models is not None else None,
+            created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+            expires_at=as_utc(row.expires_at),
+            revoked_at=as_utc(row.revoked_at),
+        )

@@ -1,0 +1,53 @@
+"""`warden serve`: Warden under gunicorn's threaded worker (measured best here for proxying)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from proxy.settings import Settings
+
+log = logging.getLogger("warden")
+
+
+class WardenServer(BaseApplication):
+    """Gunicorn with Warden's settings; the app is built in each worker, after the fork."""
+
+    def __init__(self, settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+        self.settings = settings
+        self.options = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            # A long stream occupies a thread; N concurrent streams need N threads.
+            "threads": threads,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 75,
+            "preload_app": False,  # chDB must never be opened before a fork
+            "worker_exit": _close_services,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "warden",
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Imported by name, as gunicorn would: nothing imports app.py at module level.
+        return importlib.import_module("app").create_app(self.settings)
+
+
+def _close_services(server: Any, worker: Any) -> None:
+    """Flush queued events before a worker exits (SIGTERM, max-requests, reload)."""
+    app = getattr(worker, "wsgi", None)
+    services = getattr(app, "extensions", {}).get("warden") if app is not None else None
+    if services is not None:
+        services.close()

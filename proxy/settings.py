@@ -1,0 +1,388 @@
+"""Warden settings: read once from one YAML file plus environment overrides, validated, frozen.
+
+Errors name the file, the line (where the YAML has one) and the dotted key, so a typo in a
+config file is found at start, not at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+CONFIG_ENV = "WARDEN_CONFIG"
+ENV_PREFIX = "WARDEN_"
+UPSTREAM_TYPES = ("openai",)
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or invalid; the message names where."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    name: str
+    type: str
+    base_url: str
+    models: tuple[str, ...]
+    api_key: str | None = field(default=None, repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    retries: int = 1
+    max_connections: int = 256
+    # Ask the upstream for a usage chunk on streams even when the client did not, so tokens and
+    # cost are always logged; the extra chunk is removed before the client sees it.
+    stream_usage: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    threads: int = 64
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    database_url: str = "sqlite:///var/warden.db"
+    clickhouse_url: str = "chdb:///var/clickhouse"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    # Positive key lookups are cached this long; a revocation reaches other processes within it.
+    key_cache_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    queue_size: int = 100_000
+    batch_size: int = 1_000
+    flush_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens; micro-USD per token is then the same number."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    resolve_secrets: bool = True,
+) -> Settings:
+    """Load settings from `path` (or $WARDEN_CONFIG, or embedded defaults) plus WARDEN_* overrides.
+
+    `resolve_secrets=False` leaves `env:`/`file:` references unresolved, for commands such as
+    `warden keys` that never call an upstream and should not need its credentials.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    lines: dict[tuple[str | int, ...], int] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+        raw, lines = _parse_yaml(text, source)
+    _apply_env_overrides(raw, environ)
+    return _Builder(source, lines, environ, resolve_secrets).build(raw)
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
+    lines: dict[tuple[str | int, ...], int] = {}
+    _record_lines(node, (), lines)
+    return data, lines
+
+
+def _record_lines(node: yaml.Node | None, path: tuple[str | int, ...], out: dict) -> None:
+    if node is None:
+        return
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key), out)
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), out)
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """WARDEN_SECTION__KEY=value overrides `section.key`; values are parsed as YAML scalars."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"environment {name}: expected WARDEN_SECTION__KEY")
+        section, key = parts
+        if section not in _SECTIONS:
+            raise ConfigError(f"environment {name}: unknown section {section!r}")
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"environment {name}: section {section!r} is not a mapping")
+        try:
+            target[key] = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            target[key] = value
+
+
+class _Builder:
+    def __init__(self, source: str, lines: dict, environ: Mapping[str, str], resolve_secrets: bool):
+        self.source = source
+        self.lines = lines
+        self.environ = environ
+        self.resolve_secrets = resolve_secrets
+
+    def fail(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        line = None
+        probe = path
+        while line is None and probe:
+            line = self.lines.get(probe)
+            probe = probe[:-1]
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {_dotted(path)}: {message}")
+
+    def build(self, raw: dict[str, Any]) -> Settings:
+        unknown = sorted(set(raw) - set(_SECTIONS))
+        if unknown:
+            raise self.fail((unknown[0],), f"unknown section (known: {', '.join(sorted(_SECTIONS))})")
+        server = self.dataclass_section(raw, "server", ServerSettings)
+        storage = self.dataclass_section(raw, "storage", StorageSettings)
+        auth = self.dataclass_section(raw, "auth", AuthSettings)
+        analytics = self.dataclass_section(raw, "analytics", AnalyticsSettings)
+        self.check_server(server)
+        storage = self.check_storage(storage)
+        self.check_positive(("analytics", "queue_size"), analytics.queue_size)
+        self.check_positive(("analytics", "batch_size"), analytics.batch_size)
+        self.check_positive(("analytics", "flush_interval_seconds"), analytics.flush_interval_seconds)
+        if auth.key_cache_seconds < 0:
+            raise self.fail(("auth", "key_cache_seconds"), "must be >= 0")
+        upstreams = self.upstreams(raw.get("upstreams"))
+        prices = self.prices(raw.get("prices"))
+        return Settings(server, storage, auth, analytics, upstreams, prices, self.source)
+
+    def dataclass_section(self, raw: dict[str, Any], name: str, cls: type) -> Any:
+        values = raw.get(name)
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise self.fail((name,), "must be a mapping")
+        return self.fill(cls, values, (name,))
+
+    def fill(self, cls: type, values: dict[str, Any], path: tuple[str | int, ...], **fixed: Any) -> Any:
+        fields = {f.name: f for f in cls.__dataclass_fields__.values()}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise self.fail((*path, unknown[0]), f"unknown key (known: {', '.join(sorted(fields))})")
+        kwargs: dict[str, Any] = dict(fixed)
+        for name, value in values.items():
+            if name in fixed:
+                continue
+            kwargs[name] = self.coerce(fields[name].type, value, (*path, name))
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            missing = [n for n, f in fields.items() if n not in kwargs and _required(f)]
+            if missing:
+                raise self.fail((*path, missing[0]), "is required") from None
+            raise self.fail(path, str(exc)) from None
+
+    def coerce(self, annotation: str, value: Any, path: tuple[str | int, ...]) -> Any:
+        kind = annotation.replace(" ", "")
+        if kind in ("int",):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(path, f"must be an integer, got {value!r}")
+            return value
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(path, f"must be a number, got {value!r}")
+            return float(value)
+        if kind == "float|None":
+            return None if value is None else self.coerce("float", value, path)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.fail(path, f"must be true or false, got {value!r}")
+            return value
+        if kind in ("str", "str|None"):
+            if value is None and kind == "str|None":
+                return None
+            if not isinstance(value, str) or not value.strip():
+                raise self.fail(path, f"must be a non-empty string, got {value!r}")
+            return value
+        if kind == "tuple[str,...]":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise self.fail(path, "must be a list of non-empty strings")
+            return tuple(value)
+        raise self.fail(path, f"unsupported setting type {annotation}")  # pragma: no cover
+
+    def check_positive(self, path: tuple[str, ...], value: float) -> None:
+        if value <= 0:
+            raise self.fail(path, "must be > 0")
+
+    def check_server(self, server: ServerSettings) -> None:
+        if not 0 <= server.port <= 65535:
+            raise self.fail(("server", "port"), "must be between 0 and 65535")
+        for key in ("workers", "threads", "max_body_bytes"):
+            self.check_positive(("server", key), getattr(server, key))
+
+    def check_storage(self, storage: StorageSettings) -> StorageSettings:
+        db = storage.database_url
+        if not db.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise self.fail(("storage", "database_url"), "must be a sqlite:/// or postgresql:// URL")
+        if db.startswith("postgres://"):
+            db = "postgresql://" + db[len("postgres://") :]
+        if db.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
+            db = "postgresql+psycopg://" + db[len("postgresql://") :]
+        if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+            db = "sqlite:///" + _local_path(db[len("sqlite://") :], ("storage", "database_url"), self)
+        ch = storage.clickhouse_url
+        scheme = urlparse(ch).scheme
+        if scheme not in ("chdb", "http", "https"):
+            raise self.fail(("storage", "clickhouse_url"), "must be chdb:///PATH or http(s)://HOST:PORT/DB")
+        if scheme == "chdb":
+            ch = "chdb://" + _local_path(ch[len("chdb://") :], ("storage", "clickhouse_url"), self)
+        return StorageSettings(database_url=db, clickhouse_url=ch)
+
+    def upstreams(self, raw: Any) -> tuple[UpstreamSettings, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self.fail(("upstreams",), "must be a list")
+        result: list[UpstreamSettings] = []
+        names: set[str] = set()
+        for index, item in enumerate(raw):
+            path: tuple[str | int, ...] = ("upstreams", index)
+            if not isinstance(item, dict):
+                raise self.fail(path, "must be a mapping")
+            api_key = self.secret(item.get("api_key"), (*path, "api_key"))
+            up = self.fill(UpstreamSettings, item, path, api_key=api_key)
+            if up.type not in UPSTREAM_TYPES:
+                raise self.fail((*path, "type"), f"unknown upstream type {up.type!r} (known: openai)")
+            if up.name in names:
+                raise self.fail((*path, "name"), f"duplicate upstream name {up.name!r}")
+            names.add(up.name)
+            parsed = urlparse(up.base_url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise self.fail((*path, "base_url"), "must be an http(s):// URL")
+            if not up.models:
+                raise self.fail((*path, "models"), "must name at least one model")
+            for key in ("connect_timeout", "read_timeout", "max_connections"):
+                self.check_positive((*path, key), getattr(up, key))
+            if up.retries < 0:
+                raise self.fail((*path, "retries"), "must be >= 0")
+            result.append(up)
+        return tuple(result)
+
+    def secret(self, value: Any, path: tuple[str | int, ...]) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, "must be a string: the key itself, env:VARIABLE or file:PATH")
+        if not self.resolve_secrets:
+            return value
+        if value.startswith("env:"):
+            variable = value[4:]
+            if variable not in self.environ:
+                raise self.fail(path, f"environment variable {variable} is not set")
+            return self.environ[variable]
+        if value.startswith("file:"):
+            try:
+                return Path(value[5:]).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise self.fail(path, f"cannot read secret file: {exc.strerror}") from None
+        return value
+
+    def prices(self, raw: Any) -> dict[str, Price]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.fail(("prices",), "must be a mapping of model name to {input, output}")
+        prices: dict[str, Price] = {}
+        for model, values in raw.items():
+            path: tuple[str | int, ...] = ("prices", model)
+            if not isinstance(values, dict):
+                raise self.fail(path, "must be a mapping with input and output (USD per 1M tokens)")
+            price = self.fill(Price, values, path)
+            for key in ("input", "output", "cached_input"):
+                amount = getattr(price, key)
+                if amount is not None and amount < 0:
+                    raise self.fail((*path, key), "must be >= 0")
+            prices[str(model)] = price
+        return prices
+
+
+def _local_path(spec: str, path: tuple[str, ...], builder: _Builder) -> str:
+    """Resolve SQLAlchemy-style URL paths: `///rel` is relative to the working directory, `////abs`
+    is absolute. Resolving once at load keeps every process (gunicorn workers too) on one path."""
+    if not spec.startswith("/") or spec == "/":
+        raise builder.fail(path, "needs a path after the scheme, e.g. ///var/clickhouse")
+    return str(Path(spec[1:]).resolve())
+
+
+def _required(f: Any) -> bool:
+    from dataclasses import MISSING
+
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+_SECTIONS = {
+    "server": ServerSettings,
+    "storage": StorageSettings,
+    "auth": AuthSettings,
+    "analytics": AnalyticsSettings,
+    "upstreams": None,
+    "prices": None,
+}

@@ -1,0 +1,149 @@
+"""Upstreams: where a request goes after Warden. One small seam, an HTTP implementation behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from proxy.settings import UpstreamSettings
+
+# Upstream response headers a client may rely on (rate limits, request ids); others are dropped.
+RELAYED_HEADERS = ("retry-after", "openai-processing-ms", "x-request-id")
+RELAYED_PREFIXES = ("x-ratelimit-",)
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not be reached or did not answer properly; never an HTTP status."""
+
+    def __init__(self, kind: str, upstream: str, detail: str) -> None:
+        super().__init__(f"upstream {upstream!r}: {detail}")
+        self.kind = kind  # "unreachable" | "timeout" | "bad_response"
+        self.upstream = upstream
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class UpstreamStream:
+    """An open streamed response; iterate `chunks`, and always `close()`."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    _response: httpx.Response | None = field(default=None, repr=False)
+
+    def read_all(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+
+
+class Upstream(Protocol):
+    name: str
+
+    def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply: ...
+
+    def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream: ...
+
+    def embed(self, body: bytes, request_id: str) -> UpstreamReply: ...
+
+    def close(self) -> None: ...
+
+
+class HttpUpstream:
+    """Any OpenAI-compatible HTTP API, through one pooled httpx client per process."""
+
+    def __init__(self, settings: UpstreamSettings, transport: httpx.BaseTransport | None = None) -> None:
+        self.name = settings.name
+        self.settings = settings
+        headers = {
+            "content-type": "application/json",
+            # Relaying compressed SSE byte-for-byte breaks clients; ask for plain bytes.
+            "accept-encoding": "identity",
+            "user-agent": "warden-proxy",
+        }
+        if settings.api_key:
+            headers["authorization"] = f"Bearer {settings.api_key}"
+        self._client = httpx.Client(
+            base_url=settings.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.read_timeout,
+                pool=settings.connect_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+                keepalive_expiry=30,
+            ),
+            transport=transport,
+            trust_env=False,
+        )
+
+    def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply:
+        try:
+            response = self._client.post(route, content=body, headers={"x-request-id": request_id})
+        except httpx.HTTPError as exc:
+            raise self._failure(exc) from None
+        return UpstreamReply(response.status_code, relayed_headers(response.headers), response.content)
+
+    def embed(self, body: bytes, request_id: str) -> UpstreamReply:
+        return self.complete("embeddings", body, request_id)
+
+    def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
+        request = self._client.build_request(
+            "POST", route, content=body, headers={"x-request-id": request_id, "accept": "text/event-stream"}
+        )
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._failure(exc) from None
+        return UpstreamStream(
+            response.status_code,
+            relayed_headers(response.headers),
+            self._chunks(response),
+            response,
+        )
+
+    def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_raw()
+        except httpx.HTTPError as exc:
+            raise self._failure(exc) from None
+        finally:
+            response.close()
+
+    def _failure(self, exc: httpx.HTTPError) -> UpstreamFailure:
+        if isinstance(exc, httpx.TimeoutException):
+            kind = "timeout"
+        elif isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError):
+            kind = "unreachable"
+        else:
+            kind = "bad_response"
+        # The exception text is httpx's; it carries no request body and no credentials.
+        return UpstreamFailure(kind, self.name, f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def relayed_headers(headers: httpx.Headers) -> dict[str, str]:
+    kept = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in RELAYED_HEADERS or lower.startswith(RELAYED_PREFIXES):
+            kept[lower] = value
+    return kept
