@@ -40,18 +40,29 @@ def serve(path: Path, host: str, port: int, port_file: Path) -> None:
     from chdb import _chdb
 
     tmp_port = workdir / "port.txt"
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sql = (
         "SYSTEM START LISTEN HTTP; "
         f"SELECT getServerPort('http_port') INTO OUTFILE '{tmp_port}' FORMAT TabSeparated; "
         # Infinite: the HTTP listener lives only as long as this query.
         "SELECT sleep(3) FROM system.numbers SETTINGS max_block_size=1 FORMAT Null"
     )
-    watcher = _PortPublisher(tmp_port, port_file)
-    watcher.start()
-    result = _chdb.query(sql, "TabSeparated", path=str(path))
-    error = getattr(result, "error_message", lambda: "")()
-    raise SystemExit(f"chDB HTTP endpoint stopped: {error or 'no error reported'}")
+    stopped = threading.Event()
+    outcome: list[str] = []
+
+    def run_query() -> None:
+        result = _chdb.query(sql, "TabSeparated", path=str(path))
+        outcome.append(getattr(result, "error_message", lambda: "")() or "no error reported")
+        stopped.set()
+
+    # The query blocks inside C, where Python signal handlers never run: it gets a thread, and
+    # the main thread stays free to exit on SIGTERM/SIGINT (inserted parts are already on disk).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    _PortPublisher(tmp_port, port_file).start()
+    threading.Thread(target=run_query, name="chdb-http", daemon=True).start()
+    while not stopped.wait(1.0):
+        pass
+    raise SystemExit(f"chDB HTTP endpoint stopped: {outcome[0] if outcome else 'unknown'}")
 
 
 class _PortPublisher:

@@ -13,6 +13,7 @@ It answers in OpenAI's wire format: the reply echoes the last user message (or a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -74,6 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def handle(self) -> None:
+        # A client that goes away mid-reply is normal here (disconnect tests, load tests).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":

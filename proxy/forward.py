@@ -237,6 +237,15 @@ class Forwarder:
 
     def _relay_events(self, exchange: Exchange, stream: UpstreamStream, relay: SseRelay) -> Iterator[bytes]:
         chunks = stream.chunks
+        recorded = False
+
+        def finish() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                exchange.end_s = perf_counter()
+                self._record(exchange)
+
         try:
             while True:
                 waited = perf_counter()
@@ -246,32 +255,36 @@ class Forwarder:
                     break
                 except UpstreamFailure as failure:
                     exchange.error_class = f"upstream_{failure.kind}"
+                    finish()
                     yield _sse_error(f"Upstream '{failure.upstream}' failed mid-stream.", failure.kind)
                     return
                 working = perf_counter()
                 exchange.upstream_s += working - waited
                 out = relay.feed(chunk)
+                if exchange.ttft_s is None and out:
+                    exchange.ttft_s = perf_counter() - exchange.t0
+                exchange.stream_work_s += perf_counter() - working
+                if relay.done:
+                    # Record before the client can see [DONE]: once it has the whole answer, its
+                    # row must already be on its way (tests and exports rely on that order).
+                    if relay.malformed:
+                        exchange.error_class = "upstream_bad_response"
+                    finish()
                 if out:
-                    if exchange.ttft_s is None:
-                        exchange.ttft_s = perf_counter() - exchange.t0
-                    exchange.stream_work_s += perf_counter() - working
                     yield out
-                else:
-                    exchange.stream_work_s += perf_counter() - working
             tail = relay.finish()
-            if tail:
-                yield tail
             if not relay.done:
                 exchange.error_class = "upstream_incomplete_stream"
-            elif relay.malformed:
-                exchange.error_class = "upstream_bad_response"
+            finish()
+            if tail:
+                yield tail
         except GeneratorExit:
-            exchange.error_class = "client_disconnected"
+            if not recorded:
+                exchange.error_class = "client_disconnected"
             raise
         finally:
             stream.close()
-            exchange.end_s = perf_counter()
-            self._record(exchange)
+            finish()
 
     # -- responses and records -----------------------------------------------------------------
 

@@ -1,0 +1,116 @@
+"""Settings: one YAML file plus WARDEN_* overrides, strictly validated with file:line: key errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.settings import ConfigError, load_settings
+
+GOOD = """\
+upstreams:
+  - name: openai
+    type: openai
+    base_url: https://api.example.test/v1
+    api_key: env:TEST_UPSTREAM_KEY
+    models: [gpt-4o-mini, text-embedding-3-small]
+storage:
+  database_url: sqlite:///var/warden.db
+  clickhouse_url: chdb:///var/clickhouse
+prices:
+  gpt-4o-mini: {input: 0.15, output: 0.6}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "warden.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.server.port == 8000 and settings.server.host == "127.0.0.1"
+    assert settings.storage.database_url == f"sqlite:///{tmp_path / 'var' / 'warden.db'}"
+    assert settings.storage.clickhouse_url == f"chdb://{tmp_path / 'var' / 'clickhouse'}"
+    assert settings.upstreams == ()
+
+
+def test_full_config_and_secret_from_env(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "sk-123"})
+    (upstream,) = settings.upstreams
+    assert upstream.api_key == "sk-123" and upstream.models == ("gpt-4o-mini", "text-embedding-3-small")
+    assert settings.prices["gpt-4o-mini"].output == 0.6
+    assert "sk-123" not in repr(upstream), "secrets must not leak through repr into logs"
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    environ = {
+        "TEST_UPSTREAM_KEY": "k",
+        "WARDEN_SERVER__PORT": "9001",
+        "WARDEN_STORAGE__DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+        "WARDEN_STORAGE__CLICKHOUSE_URL": "http://default:pw@127.0.0.1:8123/warden",
+    }
+    settings = load_settings(write(tmp_path, GOOD), environ=environ)
+    assert settings.server.port == 9001
+    assert settings.storage.database_url == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    assert settings.storage.clickhouse_url == "http://default:pw@127.0.0.1:8123/warden"
+
+
+def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  port: 8123\n")
+    assert load_settings(environ={"WARDEN_CONFIG": str(path)}).server.port == 8123
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server:\n  port: 80000\n", "warden.yaml:2: server.port: must be between 0 and 65535"),
+        ("server:\n  prot: 8000\n", "warden.yaml:2: server.prot: unknown key"),
+        ("sever:\n  port: 1\n", "warden.yaml:1: sever: unknown section"),
+        ("server:\n  threads: many\n", "warden.yaml:2: server.threads: must be an integer"),
+        ("storage:\n  database_url: mysql://x\n", "warden.yaml:2: storage.database_url: must be a sqlite"),
+        ("storage:\n  clickhouse_url: tcp://x\n", "warden.yaml:2: storage.clickhouse_url: must be chdb"),
+        (
+            "upstreams:\n  - name: a\n    type: openai\n    base_url: http://x/v1\n",
+            "warden.yaml:2: upstreams[0].models: is required",
+        ),
+        (
+            "upstreams:\n  - name: a\n    type: grpc\n    base_url: http://x\n    models: [m]\n",
+            "warden.yaml:3: upstreams[0].type: unknown upstream type",
+        ),
+        (
+            "upstreams:\n  - name: a\n    type: openai\n    base_url: ftp://x\n    models: [m]\n",
+            "warden.yaml:4: upstreams[0].base_url: must be an http(s):// URL",
+        ),
+        (
+            "upstreams:\n  - name: a\n    type: openai\n    base_url: http://x\n    models: [m]\n"
+            "    api_key: env:NOT_SET_ANYWHERE\n",
+            "warden.yaml:6: upstreams[0].api_key: environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        ("prices:\n  m: {input: -1, output: 1}\n", "warden.yaml:2: prices.m.input: must be >= 0"),
+        ("server: [1, 2]\n", "warden.yaml:1: server: must be a mapping"),
+        ("server:\n  port: 1\n   bad: indent\n", "warden.yaml:3: invalid YAML"),
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ={})
+    assert expected in str(caught.value)
+
+
+def test_bad_environment_override_is_named() -> None:
+    with pytest.raises(ConfigError, match="WARDEN_SERVR__PORT: unknown section"):
+        load_settings(environ={"WARDEN_SERVR__PORT": "1"})
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "absent.yaml", environ={})
+
+
+def test_secrets_can_stay_unresolved_for_commands_that_do_not_call_upstreams(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, GOOD), environ={}, resolve_secrets=False)
+    assert settings.upstreams[0].api_key == "env:TEST_UPSTREAM_KEY"

@@ -1,0 +1,56 @@
+"""The `warden` command line, in process, on real SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from proxy.cli import main
+from tests.conftest import write_config
+
+
+def config(tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path,
+        {
+            "storage": {
+                "database_url": f"sqlite:///{tmp_path / 'w.db'}",
+                "clickhouse_url": f"chdb:///{tmp_path / 'ch'}",
+            }
+        },
+    )
+
+
+def test_check_config(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = runner.invoke(main, ["check-config", str(config(tmp_path))])
+    assert good.exit_code == 0 and "OK" in good.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  port: -1\n")
+    result = runner.invoke(main, ["check-config", str(bad)])
+    assert result.exit_code == 1 and "bad.yaml:2: server.port" in result.output
+
+
+def test_keys_lifecycle(tmp_path: Path) -> None:
+    from proxy.migrate import upgrade_sql
+
+    upgrade_sql(f"sqlite:///{tmp_path / 'w.db'}")
+    cfg = str(config(tmp_path))
+    runner = CliRunner()
+    created = runner.invoke(
+        main,
+        ["keys", "create", "--config", cfg, "--team", "alpha", "--models", "a,b", "--expires-in-days", "30"],
+    )
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[0]
+    assert key.startswith("wdn-")
+    listed = runner.invoke(main, ["keys", "list", "--config", cfg, "--json"])
+    assert '"team": "alpha"' in listed.output and key not in listed.output
+    key_id = listed.output.split('"id": "')[1].split('"')[0]
+    assert runner.invoke(main, ["keys", "revoke", "--config", cfg, key_id]).exit_code == 0
+    assert "revoked" in runner.invoke(main, ["keys", "list", "--config", cfg]).output
+    missing = runner.invoke(main, ["keys", "revoke", "--config", cfg, "key_nope"])
+    assert missing.exit_code == 1 and "no key with id" in missing.output
+    bad = runner.invoke(main, ["keys", "create", "--config", cfg, "--team", "bad team"])
+    assert bad.exit_code == 1 and "team must be" in bad.output
