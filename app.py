@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     Opens nothing that breaks across a fork: the ClickHouse writer starts at the first request.
     """
     settings = settings or load_settings()
+    if not settings.upstreams:
+        log.warning(
+            "no upstreams configured: every model request will answer 404 (see README, Configuration)"
+        )
     app = Flask("warden")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     services = build_services(settings, sink)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 
@@ -36,7 +36,8 @@ class ExchangeEvent:
     choices: int
 
     def as_row(self) -> tuple:
-        return astuple(self)
+        # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.
+        return tuple(getattr(self, name) for name in COLUMNS)
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ExchangeEvent))

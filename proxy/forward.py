@@ -114,9 +114,12 @@ class Forwarder:
         def attempt(upstream: Upstream) -> UpstreamReply:
             started = perf_counter()
             try:
-                return upstream.complete(path, raw, str(exchange.request_id))
-            finally:
+                reply = upstream.complete(path, raw, str(exchange.request_id))
+            except UpstreamFailure:
                 exchange.upstream_s += perf_counter() - started
+                raise
+            exchange.upstream_s += reply.wait_s
+            return reply
 
         upstream, reply = self._call(exchange, attempt, lambda r: r.status)
         exchange.upstream = upstream.name
@@ -202,9 +205,12 @@ class Forwarder:
                 body = json.dumps({**payload, "stream_options": options}, separators=(",", ":")).encode()
             started = perf_counter()
             try:
-                return upstream.stream(path, body, str(exchange.request_id))
-            finally:
+                opened = upstream.stream(path, body, str(exchange.request_id))
+            except UpstreamFailure:
                 exchange.upstream_s += perf_counter() - started
+                raise
+            exchange.upstream_s += opened.wait_s
+            return opened
 
         upstream, stream = self._call(exchange, attempt, lambda s: s.status)
         exchange.upstream = upstream.name

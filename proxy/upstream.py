@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Protocol
 
 import httpx
@@ -30,6 +31,9 @@ class UpstreamReply:
     status: int
     headers: dict[str, str]
     body: bytes
+    # Seconds spent waiting on the upstream itself; the HTTP client's own CPU time is excluded so
+    # that Warden's self-reported overhead counts it (it is Warden's work, not the upstream's).
+    wait_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -40,6 +44,7 @@ class UpstreamStream:
     headers: dict[str, str]
     chunks: Iterator[bytes]
     _response: httpx.Response | None = field(default=None, repr=False)
+    wait_s: float = 0.0  # until the response headers arrived; see UpstreamReply.wait_s
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks)
@@ -94,18 +99,28 @@ class HttpUpstream:
         )
 
     def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply:
+        timer = _WaitTimer()
         try:
-            response = self._client.post(route, content=body, headers={"x-request-id": request_id})
+            response = self._client.post(
+                route, content=body, headers={"x-request-id": request_id}, extensions={"trace": timer}
+            )
         except httpx.HTTPError as exc:
             raise self._failure(exc) from None
-        return UpstreamReply(response.status_code, relayed_headers(response.headers), response.content)
+        return UpstreamReply(
+            response.status_code, relayed_headers(response.headers), response.content, timer.waited()
+        )
 
     def embed(self, body: bytes, request_id: str) -> UpstreamReply:
         return self.complete("embeddings", body, request_id)
 
     def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
+        timer = _WaitTimer()
         request = self._client.build_request(
-            "POST", route, content=body, headers={"x-request-id": request_id, "accept": "text/event-stream"}
+            "POST",
+            route,
+            content=body,
+            headers={"x-request-id": request_id, "accept": "text/event-stream"},
+            extensions={"trace": timer},
         )
         try:
             response = self._client.send(request, stream=True)
@@ -116,6 +131,7 @@ class HttpUpstream:
             relayed_headers(response.headers),
             self._chunks(response),
             response,
+            timer.waited(),
         )
 
     def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
@@ -138,6 +154,38 @@ class HttpUpstream:
 
     def close(self) -> None:
         self._client.close()
+
+
+class _WaitTimer:
+    """An httpx trace hook that keeps the time between request sent and response received."""
+
+    __slots__ = ("marks",)
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+
+    def __call__(self, name: str, info: object) -> None:
+        if name in _WAIT_EVENTS:
+            self.marks[name] = perf_counter()
+
+    def waited(self) -> float:
+        m = self.marks
+        total = 0.0
+        if "http11.send_request_body.complete" in m and "http11.receive_response_headers.complete" in m:
+            total += m["http11.receive_response_headers.complete"] - m["http11.send_request_body.complete"]
+        if "http11.receive_response_body.started" in m and "http11.receive_response_body.complete" in m:
+            total += m["http11.receive_response_body.complete"] - m["http11.receive_response_body.started"]
+        return total
+
+
+_WAIT_EVENTS = frozenset(
+    {
+        "http11.send_request_body.complete",
+        "http11.receive_response_headers.complete",
+        "http11.receive_response_body.started",
+        "http11.receive_response_body.complete",
+    }
+)
 
 
 def relayed_headers(headers: httpx.Headers) -> dict[str, str]:

@@ -1,0 +1,313 @@
+"""Proxy overhead: the same requests direct to a fake upstream and through Warden.
+
+Starts a fake OpenAI upstream and `warden serve` (gunicorn gthread, ClickHouse logging on, chDB)
+as separate processes on loopback, then drives both with a small asyncio HTTP/1.1 client at
+concurrency 1 and 32, JSON and streaming. Added latency = through Warden - direct, per percentile.
+
+    python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Sample:
+    latency: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    overhead_header: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+    cpu_per_request: float = 0.0
+
+
+class Connection:
+    """A keep-alive HTTP/1.1 connection that understands content-length and chunked replies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        self.reader, self.writer, self.head = reader, writer, head
+
+    @classmethod
+    async def open(cls, port: int, path: str, key: str | None) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        if key:
+            head += f"Authorization: Bearer {key}\r\n"
+        return cls(reader, writer, head.encode())
+
+    async def request(self, body: bytes) -> tuple[int, float, float, float | None]:
+        started = time.perf_counter()
+        self.writer.write(self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            if b":" in line:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+        first: float | None = None
+        if b"content-length" in headers:
+            await self.reader.readexactly(int(headers[b"content-length"]))
+            first = time.perf_counter()
+        else:
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    break
+                chunk = await self.reader.readexactly(size + 2)
+                if first is None and b"data:" in chunk:
+                    first = time.perf_counter()
+        done = time.perf_counter()
+        overhead = headers.get(b"x-warden-overhead-ms")
+        return status, done - started, (first or done) - started, float(overhead) if overhead else None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def run_load(
+    port: int, path: str, key: str | None, body: bytes, concurrency: int, seconds: float, max_requests: int
+) -> Sample:
+    sample = Sample()
+    deadline = time.perf_counter() + seconds
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        conn = await Connection.open(port, path, key)
+        try:
+            while time.perf_counter() < deadline and sent < max_requests:
+                sent += 1
+                status, latency, ttft, overhead = await conn.request(body)
+                if status != 200:
+                    sample.errors += 1
+                    continue
+                sample.latency.append(latency)
+                sample.ttft.append(ttft)
+                if overhead is not None:
+                    sample.overhead_header.append(overhead / 1000)
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.elapsed = time.perf_counter() - started
+    return sample
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the gunicorn workers)."""
+    total = 0.0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for each in [str(pid), *children]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited early")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each concurrent run")
+    parser.add_argument("--sequential", type=int, default=400, help="requests per concurrency-1 run")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--chunks", type=int, default=16, help="SSE events per streamed reply")
+    parser.add_argument("--threads", type=int, default=64, help="gunicorn threads for Warden")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    up_port, warden_port = free_port(), free_port()
+    warden = [sys.executable, "-m", "proxy.cli"]
+    procs: list[subprocess.Popen] = []
+    try:
+        fake = subprocess.Popen(
+            [*warden, "fake-upstream", "--port", str(up_port), "--chunks", str(args.chunks), "--words", "24"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(fake)
+        config = work / "warden.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "server": {"threads": args.threads},
+                    "upstreams": [
+                        {
+                            "name": "fake",
+                            "type": "openai",
+                            "base_url": f"http://127.0.0.1:{up_port}/v1",
+                            "models": ["gpt-fake"],
+                        }
+                    ],
+                    "storage": {
+                        "database_url": f"sqlite:///{work / 'warden.db'}",
+                        "clickhouse_url": f"chdb:///{work / 'clickhouse'}",
+                    },
+                }
+            )
+        )
+        subprocess.run(
+            [*warden, "migrate", "--config", str(config)],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        key = subprocess.run(
+            [*warden, "keys", "create", "--team", "bench", "--config", str(config)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        log = (work / "serve.log").open("w")
+        server = subprocess.Popen(
+            [*warden, "serve", "--no-migrate", "--config", str(config), "--port", str(warden_port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(server)
+        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake, "fake upstream")
+        wait_http(f"http://127.0.0.1:{warden_port}/healthz", server, "warden")
+
+        message = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say something short."}]}
+        bodies = {
+            "json": json.dumps(message).encode(),
+            "stream": json.dumps({**message, "stream": True}).encode(),
+        }
+        rows = []
+        for kind, body in bodies.items():
+            for concurrency in (1, args.concurrency):
+                seconds = 600.0 if concurrency == 1 else args.seconds
+                limit = args.sequential if concurrency == 1 else 10**9
+                # Warm both paths (connection pools, first chDB insert) before measuring.
+                asyncio.run(run_load(up_port, "/v1/chat/completions", None, body, 4, 1.0, 50))
+                asyncio.run(run_load(warden_port, "/v1/chat/completions", key, body, 4, 1.0, 50))
+                direct = asyncio.run(
+                    run_load(up_port, "/v1/chat/completions", None, body, concurrency, seconds, limit)
+                )
+                cpu_before = cpu_seconds(server.pid)
+                via = asyncio.run(
+                    run_load(warden_port, "/v1/chat/completions", key, body, concurrency, seconds, limit)
+                )
+                via.cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / max(len(via.latency), 1)
+                rows.append((kind, concurrency, direct, via))
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+        logged = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import clickhouse_connect as c; print(c.get_client(dsn='chdb://"
+                + str(work / "clickhouse")
+                + "').query('SELECT count() FROM requests').result_rows[0][0])",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    finally:
+        for process in procs:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(f"# Warden proxy overhead — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"# machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, load avg "
+        f"{os.getloadavg()[0]:.2f}; Warden: gunicorn gthread 1 worker x {args.threads} threads, "
+        f"ClickHouse logging on (chDB); fake upstream: 24 words, {args.chunks} SSE events"
+    )
+    print()
+    header = (
+        "| kind | conc | requests | direct p50 ms | via p50 ms | added p50 ms | added p99 ms "
+        "| added TTFT p50 ms | self-reported p50 ms | Warden CPU ms/req | direct req/s | Warden req/s | errors |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for kind, concurrency, direct, via in rows:
+        added50 = (pct(via.latency, 50) - pct(direct.latency, 50)) * 1000
+        added99 = (pct(via.latency, 99) - pct(direct.latency, 99)) * 1000
+        ttft = (pct(via.ttft, 50) - pct(direct.ttft, 50)) * 1000 if kind == "stream" else float("nan")
+        print(
+            f"| {kind} | {concurrency} | {len(via.latency)} | {pct(direct.latency, 50) * 1000:.2f} | "
+            f"{pct(via.latency, 50) * 1000:.2f} | {added50:.2f} | {added99:.2f} | "
+            f"{'' if kind == 'json' else f'{ttft:.2f}'} | "
+            f"{statistics.median(via.overhead_header) * 1000 if via.overhead_header else float('nan'):.3f} | "
+            f"{via.cpu_per_request * 1000:.2f} | "
+            f"{len(direct.latency) / direct.elapsed:.0f} | {len(via.latency) / via.elapsed:.0f} | "
+            f"{direct.errors + via.errors} |"
+        )
+    sent = sum(len(v.latency) + v.errors for _, _, _, v in rows)
+    print(f"\nrows logged in ClickHouse: {logged} (requests through Warden incl. warm-up: {sent + 4 * 50})")
+
+
+if __name__ == "__main__":
+    main()
