@@ -288,7 +288,8 @@ def main() -> None:
     print()
     header = (
         "| kind | conc | requests | direct p50 ms | via p50 ms | added p50 ms | added p99 ms "
-        "| added TTFT p50 ms | self-reported p50 ms | Warden CPU ms/req | direct req/s | Warden req/s | errors |"
+        "| added TTFT p50 ms | self-reported p50 ms | Warden CPU ms/req "
+        "| direct req/s | Warden req/s | errors |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
