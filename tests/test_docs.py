@@ -1,0 +1,41 @@
+"""Conventions: every setting and every CLI command is documented in the README."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from proxy.cli import main
+from proxy.settings import (
+    AnalyticsSettings,
+    AuthSettings,
+    Price,
+    ServerSettings,
+    StorageSettings,
+    UpstreamSettings,
+)
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    sections = {
+        "server": ServerSettings,
+        "storage": StorageSettings,
+        "auth": AuthSettings,
+        "analytics": AnalyticsSettings,
+        "upstreams[]": UpstreamSettings,
+        "prices.<model>": Price,
+    }
+    missing = [
+        f"{prefix}.{field.name}"
+        for prefix, cls in sections.items()
+        for field in fields(cls)
+        if f"`{prefix}.{field.name}`" not in README
+    ]
+    assert missing == []
+
+
+def test_every_command_is_documented() -> None:
+    names = [f"warden {name}" for name in main.commands]
+    assert [name for name in names if name not in README] == []
