@@ -39,6 +39,10 @@ class WardenServer(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 27 opens a control socket under $HOME, shared by every instance of the
+            # user; Warden does not use it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         # Imported by name, as gunicorn would: nothing imports app.py at module level.
