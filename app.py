@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from time import perf_counter
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from analytics.clickhouse import connect
@@ -15,8 +17,10 @@ from analytics.sink import ClickHouseSink, EventSink
 from proxy.db import make_engine, make_sessions
 from proxy.errors import ProxyError, error_response
 from proxy.forward import Forwarder
+from proxy.identity import Directory
 from proxy.keys import KeyStore
 from proxy.router import Router
+from proxy.sessions import SessionPolicy, SessionStore
 from proxy.settings import Settings, load_settings
 from proxy.upstream import HttpUpstream
 
@@ -28,11 +32,14 @@ class Services:
     """Everything a running Warden holds open; `close()` flushes events and releases it all."""
 
     settings: Settings
+    engine: Any
+    db: sessionmaker
     keys: KeyStore
+    directory: Directory
+    web_sessions: SessionStore
     router: Router
     sink: EventSink
     forwarder: Forwarder
-    engine: Any
 
     def close(self) -> None:
         self.sink.close()
@@ -42,7 +49,18 @@ class Services:
 
 def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
     engine = make_engine(settings.storage.database_url)
-    keys = KeyStore(make_sessions(engine), cache_seconds=settings.auth.key_cache_seconds)
+    db = make_sessions(engine)
+    keys = KeyStore(db, cache_seconds=settings.auth.key_cache_seconds)
+    auth = settings.auth
+    web_sessions = SessionStore(
+        db,
+        SessionPolicy(
+            idle=timedelta(minutes=auth.session_idle_minutes),
+            absolute=timedelta(hours=auth.session_absolute_hours),
+            max_failures=auth.login_max_failures,
+            lockout=timedelta(minutes=auth.login_lockout_minutes),
+        ),
+    )
     router = Router([(HttpUpstream(up), up.models, up.retries) for up in settings.upstreams])
     if sink is None:
         url = settings.storage.clickhouse_url
@@ -54,7 +72,7 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
         )
     stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
     forwarder = Forwarder(keys, router, sink, settings.prices, stream_usage)
-    return Services(settings, keys, router, sink, forwarder, engine)
+    return Services(settings, engine, db, keys, Directory(db), web_sessions, router, sink, forwarder)
 
 
 def create_app(settings: Settings | None = None, *, sink: EventSink | None = None) -> Flask:
@@ -73,9 +91,15 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.extensions["warden"] = services
     app.extensions["warden.forwarder"] = services.forwarder
 
+    from proxy import guard
+    from proxy.admin_api import bp as admin_api_bp
+    from proxy.people import bp as people_bp
     from proxy.routes import bp as proxy_bp
 
+    guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
     app.register_blueprint(proxy_bp)
+    app.register_blueprint(people_bp)
+    app.register_blueprint(admin_api_bp)
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app

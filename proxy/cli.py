@@ -201,6 +201,179 @@ def keys_revoke(config_path: Path | None, key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+# -- people, teams, roles, audit ---------------------------------------------------------------
+
+
+def _directory(config_path: Path | None) -> Any:
+    from proxy.db import make_engine, make_sessions
+    from proxy.identity import Directory
+
+    settings = _settings(config_path, resolve_secrets=False)
+    return Directory(make_sessions(make_engine(settings.storage.database_url)))
+
+
+def _cli_change(tenant: str) -> Any:
+    import getpass
+
+    from proxy.identity import Change
+
+    return Change(actor=f"cli:{getpass.getuser()}", tenant=tenant, ip="local")
+
+
+def _identity_call(call: Any) -> Any:
+    from proxy.identity import IdentityError
+
+    try:
+        return call()
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+tenant_option = click.option("--tenant", default="default", show_default=True, help="Tenant.")
+team_option = click.option("--team", help="Bind the role in this team only (default: the whole tenant).")
+
+
+@main.group()
+def users() -> None:
+    """Create, list, disable and enable people who use the dashboards and admin API."""
+
+
+@users.command("create")
+@config_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]), help="Initial role.")
+@team_option
+@tenant_option
+def users_create(
+    config_path: Path | None, username: str, role: str | None, team: str | None, tenant: str
+) -> None:
+    """Create USERNAME; the password comes from $WARDEN_PASSWORD or a prompt."""
+    from analytics.access import Binding
+
+    password = os.environ.get("WARDEN_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    bindings = (Binding(role, team),) if role else ()
+    directory = _directory(config_path)
+    user = _identity_call(lambda: directory.create_user(username, password, _cli_change(tenant), bindings))
+    click.echo(f"created user {user.username} ({', '.join(_roles(user)) or 'no role'})")
+
+
+def _roles(user: Any) -> list[str]:
+    return [f"{b.role}@{b.team or 'tenant'}" for b in user.bindings]
+
+
+@users.command("list")
+@config_option
+@tenant_option
+def users_list(config_path: Path | None, tenant: str) -> None:
+    """List users with their roles."""
+    click.echo(f"{'USERNAME':<24} {'STATUS':<9} ROLES")
+    for user in _directory(config_path).users(tenant):
+        click.echo(
+            f"{user.username:<24} {'disabled' if user.disabled else 'active':<9} {' '.join(_roles(user))}"
+        )
+
+
+@users.command("disable")
+@config_option
+@click.argument("username")
+@tenant_option
+def users_disable(config_path: Path | None, username: str, tenant: str) -> None:
+    """Disable USERNAME and end their sessions."""
+    directory = _directory(config_path)
+    _identity_call(lambda: directory.set_disabled(username, True, _cli_change(tenant)))
+    click.echo(f"disabled {username}")
+
+
+@users.command("enable")
+@config_option
+@click.argument("username")
+@tenant_option
+def users_enable(config_path: Path | None, username: str, tenant: str) -> None:
+    """Enable USERNAME again."""
+    directory = _directory(config_path)
+    _identity_call(lambda: directory.set_disabled(username, False, _cli_change(tenant)))
+    click.echo(f"enabled {username}")
+
+
+@main.group()
+def teams() -> None:
+    """Create and list teams."""
+
+
+@teams.command("create")
+@config_option
+@click.argument("name")
+@tenant_option
+def teams_create(config_path: Path | None, name: str, tenant: str) -> None:
+    """Create team NAME."""
+    directory = _directory(config_path)
+    _identity_call(lambda: directory.create_team(name, _cli_change(tenant)))
+    click.echo(f"created team {name}")
+
+
+@teams.command("list")
+@config_option
+@tenant_option
+def teams_list(config_path: Path | None, tenant: str) -> None:
+    """List teams."""
+    for name in _directory(config_path).teams(tenant):
+        click.echo(name)
+
+
+@main.group()
+def roles() -> None:
+    """Grant and revoke roles (admin, auditor, analyst, viewer), tenant-wide or in one team."""
+
+
+@roles.command("grant")
+@config_option
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@team_option
+@tenant_option
+def roles_grant(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
+    """Grant ROLE to USERNAME."""
+    from analytics.access import Binding
+
+    directory = _directory(config_path)
+    user = _identity_call(lambda: directory.grant(username, Binding(role, team), _cli_change(tenant)))
+    click.echo(f"{username}: {' '.join(_roles(user))}")
+
+
+@roles.command("revoke")
+@config_option
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@team_option
+@tenant_option
+def roles_revoke(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
+    """Revoke ROLE from USERNAME."""
+    from analytics.access import Binding
+
+    directory = _directory(config_path)
+    user = _identity_call(lambda: directory.revoke(username, Binding(role, team), _cli_change(tenant)))
+    click.echo(f"{username}: {' '.join(_roles(user)) or 'no role'}")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The hash-chained admin audit log."""
+
+
+@audit_group.command("verify")
+@config_option
+def audit_verify(config_path: Path | None) -> None:
+    """Recompute the audit chain; exit 1 naming the first edited, inserted or deleted row."""
+    from proxy import audit
+
+    report = audit.verify(_directory(config_path).sessions)
+    if not report.ok:
+        raise click.ClickException(f"audit log TAMPERED: {report.problem} (checked {report.rows} rows)")
+    click.echo(f"audit log intact: {report.rows} rows")
+
+
 # -- local helpers -----------------------------------------------------------------------------
 
 

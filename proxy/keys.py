@@ -7,14 +7,15 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
+from proxy import audit
 from proxy.db import ApiKey, Team, Tenant, as_utc, utcnow
+from proxy.identity import Change, find_team, get_or_create_team, get_or_create_tenant
 
 KEY_PREFIX = "wdn-"
 DEFAULT_TENANT = "default"
@@ -84,8 +85,15 @@ class KeyStore:
         models: list[str] | None = None,
         expires_at: datetime | None = None,
         tenant: str = DEFAULT_TENANT,
+        change: Change | None = None,
+        create_team: bool = True,
+        owner_user_id: str | None = None,
     ) -> tuple[KeyInfo, str]:
-        """Create a key for `team` (created if new) and return it with its plaintext, once."""
+        """Create a key for `team` and return it with its plaintext, once.
+
+        With `create_team` a missing team is created (the CLI's convenience); without it, an unknown
+        team is an error (the admin API: creating teams needs its own permission).
+        """
         validate_name("team", team)
         validate_name("key name", name)
         validate_name("tenant", tenant)
@@ -99,8 +107,12 @@ class KeyStore:
             raise KeyInputError("expiry must be in the future")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions.begin() as session:
-            tenant_row = self._get_or_create_tenant(session, tenant)
-            team_row = self._get_or_create_team(session, tenant_row, team)
+            tenant_row = get_or_create_tenant(session, tenant)
+            team_row = find_team(session, tenant_row, team)
+            if team_row is None:
+                if not create_team:
+                    raise KeyInputError(f"no team {team!r}")
+                team_row = get_or_create_team(session, tenant_row, team)
             row = ApiKey(
                 id="key_" + secrets.token_hex(6),
                 tenant_id=tenant_row.id,
@@ -112,10 +124,21 @@ class KeyStore:
                 models=sorted(set(models)) if models is not None else None,
                 created_at=utcnow(),
                 expires_at=expires_at,
+                owner_user_id=owner_user_id,
             )
             session.add(row)
             session.flush()
             info = self._info(row, tenant_row.name, team_row.name)
+            if change is not None:
+                audit.append(
+                    session,
+                    tenant=tenant,
+                    actor=change.actor,
+                    action="key.create",
+                    target=f"key:{row.id}",
+                    ip=change.ip,
+                    after={"team": team, "name": name, "models": row.models, "prefix": row.prefix},
+                )
         return info, plaintext
 
     def list(self, *, team: str | None = None, include_revoked: bool = True) -> list[KeyInfo]:
@@ -132,15 +155,30 @@ class KeyStore:
                 query = query.where(ApiKey.revoked_at.is_(None))
             return [self._info(row, tenant, team_name) for row, tenant, team_name in session.execute(query)]
 
-    def revoke(self, key_id: str) -> bool:
+    def get(self, key_id: str) -> KeyInfo | None:
+        return next((k for k in self.list() if k.id == key_id), None)
+
+    def revoke(self, key_id: str, change: Change | None = None) -> bool:
         """Revoke `key_id`; False if there is no such key. Immediate in this process."""
         with self._sessions.begin() as session:
             row = session.get(ApiKey, key_id)
             if row is None:
                 return False
-            if row.revoked_at is None:
+            already = row.revoked_at is not None
+            if not already:
                 row.revoked_at = utcnow()
             key_hash = row.key_hash
+            if change is not None:
+                audit.append(
+                    session,
+                    tenant=change.tenant,
+                    actor=change.actor,
+                    action="key.revoke",
+                    target=f"key:{key_id}",
+                    ip=change.ip,
+                    before={"revoked": already},
+                    after={"revoked": True},
+                )
         with self._lock:
             self._cache.pop(key_hash, None)
         return True
@@ -194,26 +232,6 @@ class KeyStore:
         return principal, as_utc(key.expires_at)
 
     # -- helpers -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _get_or_create_tenant(session: Session, name: str) -> Tenant:
-        row = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
-        if row is None:
-            row = Tenant(id=uuid.uuid4().hex, name=name, created_at=utcnow())
-            session.add(row)
-            session.flush()
-        return row
-
-    @staticmethod
-    def _get_or_create_team(session: Session, tenant: Tenant, name: str) -> Team:
-        row = session.execute(
-            select(Team).where(Team.tenant_id == tenant.id, Team.name == name)
-        ).scalar_one_or_none()
-        if row is None:
-            row = Team(id=uuid.uuid4().hex, tenant_id=tenant.id, name=name, created_at=utcnow())
-            session.add(row)
-            session.flush()
-        return row
 
     @staticmethod
     def _info(row: ApiKey, tenant: str, team: str) -> KeyInfo:

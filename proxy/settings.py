@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -59,6 +59,13 @@ class StorageSettings:
 class AuthSettings:
     # Positive key lookups are cached this long; a revocation reaches other processes within it.
     key_cache_seconds: float = 1.0
+    session_idle_minutes: float = 30.0
+    session_absolute_hours: float = 12.0
+    login_max_failures: int = 5
+    login_lockout_minutes: float = 15.0
+    cookie_secure: str = "auto"  # auto: Secure when the request came over HTTPS
+    # For automation: a bearer token that acts as a tenant-wide admin of the default tenant.
+    admin_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +207,7 @@ class _Builder:
         self.check_positive(("analytics", "queue_size"), analytics.queue_size)
         self.check_positive(("analytics", "batch_size"), analytics.batch_size)
         self.check_positive(("analytics", "flush_interval_seconds"), analytics.flush_interval_seconds)
-        if auth.key_cache_seconds < 0:
-            raise self.fail(("auth", "key_cache_seconds"), "must be >= 0")
+        auth = self.check_auth(auth)
         upstreams = self.upstreams(raw.get("upstreams"))
         prices = self.prices(raw.get("prices"))
         return Settings(server, storage, auth, analytics, upstreams, prices, self.source)
@@ -263,6 +269,23 @@ class _Builder:
     def check_positive(self, path: tuple[str, ...], value: float) -> None:
         if value <= 0:
             raise self.fail(path, "must be > 0")
+
+    def check_auth(self, auth: AuthSettings) -> AuthSettings:
+        if auth.key_cache_seconds < 0:
+            raise self.fail(("auth", "key_cache_seconds"), "must be >= 0")
+        for key in (
+            "session_idle_minutes",
+            "session_absolute_hours",
+            "login_max_failures",
+            "login_lockout_minutes",
+        ):
+            self.check_positive(("auth", key), getattr(auth, key))
+        if auth.cookie_secure not in ("auto", "always", "never"):
+            raise self.fail(("auth", "cookie_secure"), "must be auto, always or never")
+        token = self.secret(auth.admin_token, ("auth", "admin_token"))
+        if token is not None and self.resolve_secrets and len(token) < 24:
+            raise self.fail(("auth", "admin_token"), "must be at least 24 characters")
+        return replace(auth, admin_token=token)
 
     def check_server(self, server: ServerSettings) -> None:
         if not 0 <= server.port <= 65535:

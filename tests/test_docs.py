@@ -36,6 +36,12 @@ def test_every_setting_is_documented() -> None:
     assert missing == []
 
 
+def test_every_permission_is_in_the_permission_table() -> None:
+    from analytics.access import Permission
+
+    assert [p.value for p in Permission if f"| `{p.value}`" not in README] == []
+
+
 def test_every_command_is_documented() -> None:
     names = [f"warden {name}" for name in main.commands]
     assert [name for name in names if name not in README] == []

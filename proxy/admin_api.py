@@ -1,0 +1,303 @@
+"""The admin API (`/api/...`, JSON): users, teams, role bindings, API keys and the audit log.
+
+Authenticated by a browser session (state changes need the `X-CSRF-Token` header) or the admin token.
+Each view declares its permission; views that touch one team narrow the check to that team, and
+listings show only what the caller's scope covers. Objects of other tenants answer 404.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from analytics.access import Actor, Binding, Permission, can_grant, require, scope_for
+from proxy import audit
+from proxy.db import utcnow
+from proxy.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
+from proxy.identity import Change, IdentityError, UserInfo
+from proxy.keys import KeyInfo, KeyInputError
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api")
+
+
+class BadInput(ValueError):
+    pass
+
+
+def _services() -> Any:
+    return current_app.extensions["warden"]
+
+
+def _actor() -> Actor:
+    return g.warden_actor
+
+
+def _change() -> Change:
+    actor = _actor()
+    return Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
+
+
+def _body() -> dict[str, Any]:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise BadInput("send a JSON object body")
+    return payload
+
+
+def _field(payload: dict[str, Any], name: str, *, required: bool = True) -> Any:
+    value = payload.get(name)
+    if value is None and required:
+        raise BadInput(f"missing field {name!r}")
+    if value is not None and not isinstance(value, str):
+        raise BadInput(f"field {name!r} must be a string")
+    return value
+
+
+def _user_json(user: UserInfo) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "tenant": user.tenant,
+        "disabled": user.disabled,
+        "created_at": user.created_at.isoformat(),
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+        "roles": [{"role": b.role, "team": b.team} for b in user.bindings],
+    }
+
+
+def _key_json(key: KeyInfo) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "team": key.team,
+        "project": key.project,
+        "models": list(key.models) if key.models is not None else None,
+        "created_at": key.created_at.isoformat(),
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+@bp.errorhandler(BadInput)
+def _bad_input(exc: BadInput) -> Response:
+    return error(400, str(exc), "bad_request")
+
+
+@bp.errorhandler(IdentityError)
+def _identity_error(exc: IdentityError) -> Response:
+    return error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
+
+
+@bp.errorhandler(KeyInputError)
+def _key_error(exc: KeyInputError) -> Response:
+    return error(400, str(exc), "bad_request")
+
+
+# -- who am I ----------------------------------------------------------------------------------
+
+
+@bp.get("/me")
+@requires(SIGNED_IN)
+def me() -> Response:
+    actor = _actor()
+    held = sorted(p.value for p in Permission if scope_for(actor, p) is not None)
+    return jsonify(
+        {
+            "username": actor.username,
+            "tenant": actor.tenant,
+            "via": actor.via,
+            "roles": [{"role": b.role, "team": b.team} for b in actor.bindings],
+            "permissions": held,
+            "csrf_token": g.get("warden_csrf"),
+        }
+    )
+
+
+# -- teams -------------------------------------------------------------------------------------
+
+
+@bp.get("/teams")
+@requires(Permission.TEAMS_READ)
+def list_teams() -> Response:
+    actor = _actor()
+    scope = scope_for(actor, Permission.TEAMS_READ)
+    assert scope is not None
+    teams = [t for t in _services().directory.teams(actor.tenant) if scope.covers(t)]
+    return jsonify({"teams": teams})
+
+
+@bp.post("/teams")
+@requires(Permission.TEAMS_MANAGE)
+def create_team() -> tuple[Response, int]:
+    name = _field(_body(), "name")
+    require(_actor(), Permission.TEAMS_MANAGE)
+    _services().directory.create_team(name, _change())
+    return jsonify({"name": name}), 201
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+@bp.get("/users")
+@requires(Permission.USERS_READ)
+def list_users() -> Response:
+    actor = _actor()
+    require(actor, Permission.USERS_READ)
+    return jsonify({"users": [_user_json(u) for u in _services().directory.users(actor.tenant)]})
+
+
+@bp.post("/users")
+@requires(Permission.USERS_MANAGE)
+def create_user() -> tuple[Response, int]:
+    actor = _actor()
+    require(actor, Permission.USERS_MANAGE)
+    payload = _body()
+    username, password = _field(payload, "username"), _field(payload, "password")
+    role, team = _field(payload, "role", required=False), _field(payload, "team", required=False)
+    bindings: tuple[Binding, ...] = ()
+    if role is not None:
+        _check_grant(actor, role, team)
+        bindings = (Binding(role, team),)
+    user = _services().directory.create_user(username, password, _change(), bindings)
+    return jsonify(_user_json(user)), 201
+
+
+@bp.post("/users/<username>/disable")
+@requires(Permission.USERS_MANAGE)
+def disable_user(username: str) -> Response:
+    actor = _actor()
+    require(actor, Permission.USERS_MANAGE)
+    if username == actor.username:
+        raise BadInput("you cannot disable yourself")
+    return jsonify(_user_json(_services().directory.set_disabled(username, True, _change())))
+
+
+@bp.post("/users/<username>/enable")
+@requires(Permission.USERS_MANAGE)
+def enable_user(username: str) -> Response:
+    require(_actor(), Permission.USERS_MANAGE)
+    return jsonify(_user_json(_services().directory.set_disabled(username, False, _change())))
+
+
+@bp.post("/users/<username>/roles")
+@requires(Permission.ROLES_MANAGE)
+def grant_role(username: str) -> Response:
+    payload = _body()
+    role, team = _field(payload, "role"), _field(payload, "team", required=False)
+    _check_grant(_actor(), role, team)
+    return jsonify(_user_json(_services().directory.grant(username, Binding(role, team), _change())))
+
+
+@bp.delete("/users/<username>/roles")
+@requires(Permission.ROLES_MANAGE)
+def revoke_role(username: str) -> Response:
+    payload = _body()
+    role, team = _field(payload, "role"), _field(payload, "team", required=False)
+    _check_grant(_actor(), role, team)
+    return jsonify(_user_json(_services().directory.revoke(username, Binding(role, team), _change())))
+
+
+def _check_grant(actor: Actor, role: str, team: str | None) -> None:
+    if not can_grant(actor, role, team):
+        deny(actor, f"grant {role} in {team or 'tenant'}")
+        raise IdentityError(f"you may not grant or revoke {role!r} in {team or 'the whole tenant'}", 403)
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def _visible_keys(permission: Permission) -> list[KeyInfo]:
+    actor = _actor()
+    scope = scope_for(actor, permission)
+    if scope is None:
+        return []
+    return [k for k in _services().keys.list() if k.tenant == actor.tenant and scope.covers(k.team)]
+
+
+@bp.get("/keys")
+@requires(Permission.KEYS_READ)
+def list_keys() -> Response:
+    return jsonify({"keys": [_key_json(k) for k in _visible_keys(Permission.KEYS_READ)]})
+
+
+@bp.post("/keys")
+@requires(Permission.KEYS_MANAGE)
+def create_key() -> tuple[Response, int]:
+    actor = _actor()
+    payload = _body()
+    team = _field(payload, "team")
+    require(actor, Permission.KEYS_MANAGE, team)
+    models = payload.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise BadInput("field 'models' must be a list of strings")
+    days = payload.get("expires_in_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise BadInput("field 'expires_in_days' must be an integer from 1 to 3650")
+    info, plaintext = _services().keys.create(
+        team,
+        name=_field(payload, "name", required=False) or "default",
+        project=_field(payload, "project", required=False) or "",
+        models=models,
+        expires_at=utcnow() + timedelta(days=days) if days else None,
+        tenant=actor.tenant,
+        change=_change(),
+        create_team=False,
+        owner_user_id=actor.user_id if actor.via == "session" else None,
+    )
+    return jsonify({**_key_json(info), "key": plaintext}), 201
+
+
+@bp.delete("/keys/<key_id>")
+@requires(Permission.KEYS_MANAGE)
+def revoke_key(key_id: str) -> Response:
+    actor = _actor()
+    key = _services().keys.get(key_id)
+    if key is None or key.tenant != actor.tenant:
+        raise IdentityError(f"no key {key_id!r}", 404)
+    require(actor, Permission.KEYS_MANAGE, key.team)
+    _services().keys.revoke(key_id, _change())
+    return jsonify(_key_json(_services().keys.get(key_id)))  # type: ignore[arg-type]
+
+
+# -- audit log ---------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@requires(Permission.AUDIT_READ)
+def audit_entries() -> Response:
+    actor = _actor()
+    require(actor, Permission.AUDIT_READ)
+    try:
+        limit = min(max(int(request.args.get("limit", 100)), 1), 1000)
+        before = int(request.args["before"]) if "before" in request.args else None
+    except ValueError:
+        raise BadInput("limit and before must be integers") from None
+    rows = audit.entries(_services().db, tenant=actor.tenant, limit=limit, before_seq=before)
+    return jsonify(
+        {
+            "entries": [
+                {
+                    "seq": r.seq,
+                    "at": r.at.isoformat(),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "target": r.target,
+                    "outcome": r.outcome,
+                    "ip": r.ip,
+                    "before": r.before,
+                    "after": r.after,
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+@bp.get("/audit/verify")
+@requires(Permission.AUDIT_READ)
+def audit_verify() -> Response:
+    require(_actor(), Permission.AUDIT_READ)
+    report = audit.verify(_services().db)
+    return jsonify({"ok": report.ok, "rows": report.rows, "problem": report.problem, "seq": report.seq})

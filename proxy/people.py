@@ -1,0 +1,160 @@
+"""Pages for people: sign in, sign out, and a home page that says who you are."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request
+
+from analytics.access import Permission
+from proxy import audit
+from proxy.guard import PUBLIC, SIGNED_IN, client_ip, declared, requires
+from proxy.identity import DEFAULT_TENANT
+from proxy.sessions import COOKIE, LOGIN_CSRF_COOKIE
+
+bp = Blueprint("people", __name__, template_folder="templates")
+
+
+def _services() -> Any:
+    return current_app.extensions["warden"]
+
+
+def _secure() -> bool:
+    mode = _services().settings.auth.cookie_secure
+    return mode == "always" or (mode == "auto" and request.is_secure)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect after login is a phishing tool.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _login_form(message: str = "", status: int = 200, username: str = "") -> Response:
+    token = secrets.token_urlsafe(32)
+    html = render_template(
+        "login.html",
+        csrf_token=token,
+        message=message,
+        username=username,
+        next=_safe_next(request.values.get("next")),
+    )
+    response = make_response(html, status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(),
+        max_age=3600,
+        path="/login",
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@bp.get("/login")
+@declared(PUBLIC)
+def login_form() -> Response:
+    return _login_form()
+
+
+@bp.post("/login")
+@declared(PUBLIC)
+def login() -> Response:
+    services = _services()
+    username = (request.form.get("username") or "").strip()[:128]
+    password = request.form.get("password") or ""
+    sent, expected = request.form.get("csrf_token") or "", request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        audit.record(
+            services.db,
+            tenant=DEFAULT_TENANT,
+            actor=f"anonymous:{username}",
+            action="login",
+            target=f"user:{username}",
+            outcome="denied",
+            ip=client_ip(),
+            after={"reason": "csrf"},
+        )
+        return _login_form("Your sign-in form expired; please try again.", 403, username)
+    if services.web_sessions.locked_out(username):
+        audit.record(
+            services.db,
+            tenant=DEFAULT_TENANT,
+            actor=f"anonymous:{username}",
+            action="login",
+            target=f"user:{username}",
+            outcome="denied",
+            ip=client_ip(),
+            after={"reason": "throttled"},
+        )
+        return _login_form("Too many failed attempts; try again later.", 429, username)
+    user = services.directory.check_password(username, password)
+    if user is None:
+        services.web_sessions.failed(username, client_ip())
+        audit.record(
+            services.db,
+            tenant=DEFAULT_TENANT,
+            actor=f"anonymous:{username}",
+            action="login",
+            target=f"user:{username}",
+            outcome="denied",
+            ip=client_ip(),
+            after={"reason": "password"},
+        )
+        return _login_form("Wrong username or password.", 401, username)
+    services.web_sessions.succeeded(username)
+    token, _ = services.web_sessions.start(user.id, client_ip(), replacing=request.cookies.get(COOKIE))
+    actor = services.directory.actor(user.id)
+    audit.record(
+        services.db,
+        tenant=actor.tenant if actor else DEFAULT_TENANT,
+        actor=f"session:{username}",
+        action="login",
+        target=f"user:{username}",
+        ip=client_ip(),
+    )
+    response = redirect(_safe_next(request.form.get("next")), 303)
+    settings = services.settings.auth
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="Lax",
+        secure=_secure(),
+        path="/",
+        max_age=int(settings.session_absolute_hours * 3600),
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@bp.post("/logout")
+@requires(SIGNED_IN)
+def logout() -> Response:
+    services = _services()
+    token = request.cookies.get(COOKIE)
+    if token:
+        services.web_sessions.end(token)
+    actor = g.warden_actor
+    audit.record(
+        services.db,
+        tenant=actor.tenant,
+        actor=f"{actor.via}:{actor.username}",
+        action="logout",
+        target=f"user:{actor.username}",
+        ip=client_ip(),
+    )
+    response = redirect("/login", 303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@bp.get("/")
+@requires(Permission.DASHBOARDS_READ, page=True)
+def home() -> str:
+    return render_template("home.html", actor=g.warden_actor, csrf_token=g.get("warden_csrf", ""))

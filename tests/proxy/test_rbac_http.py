@@ -1,0 +1,284 @@
+"""Access control over HTTP, on a live Warden: every route x every built-in role and anonymous,
+sessions and CSRF, escalation attempts, team scoping, and the audit trail of refusals."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analytics.access import Binding
+from proxy import audit
+from proxy.fake_upstream import FakeUpstream
+from proxy.identity import Change
+from tests.conftest import LiveWarden, make_settings
+
+PASSWORD = "correct-horse-battery"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+ROLES = ("viewer", "analyst", "auditor", "admin")
+
+# What each route must declare. Written out here, not read from the code, so that a new route or a
+# changed permission fails this test until someone decides what it should be.
+EXPECTED = {
+    ("GET", "/"): "dashboards:read",
+    ("GET", "/login"): "public",
+    ("POST", "/login"): "public",
+    ("POST", "/logout"): "signed_in",
+    ("GET", "/healthz"): "public",
+    ("GET", "/api/me"): "signed_in",
+    ("GET", "/api/teams"): "teams:read",
+    ("POST", "/api/teams"): "teams:manage",
+    ("GET", "/api/users"): "users:read",
+    ("POST", "/api/users"): "users:manage",
+    ("POST", "/api/users/<username>/disable"): "users:manage",
+    ("POST", "/api/users/<username>/enable"): "users:manage",
+    ("POST", "/api/users/<username>/roles"): "roles:manage",
+    ("DELETE", "/api/users/<username>/roles"): "roles:manage",
+    ("GET", "/api/keys"): "keys:read",
+    ("POST", "/api/keys"): "keys:manage",
+    ("DELETE", "/api/keys/<key_id>"): "keys:manage",
+    ("GET", "/api/audit"): "audit:read",
+    ("GET", "/api/audit/verify"): "audit:read",
+    **{
+        (method, f"{prefix}{path}"): "api_key"
+        for prefix in ("/v1", "")
+        for method, path in (
+            ("POST", "/chat/completions"),
+            ("POST", "/completions"),
+            ("POST", "/embeddings"),
+            ("GET", "/models"),
+        )
+    },
+}
+# Which roles hold each permission (tenant-wide bindings), written out independently of the code.
+HOLDERS = {
+    "dashboards:read": {"viewer", "analyst", "auditor", "admin"},
+    "teams:read": {"analyst", "auditor", "admin"},
+    "teams:manage": {"admin"},
+    "users:read": {"auditor", "admin"},
+    "users:manage": {"admin"},
+    "roles:manage": {"admin"},
+    "keys:read": {"analyst", "auditor", "admin"},
+    "keys:manage": {"admin"},
+    "audit:read": {"auditor", "admin"},
+}
+
+
+def sign_in(base: str, username: str, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=10)
+    response = client.post("/login", data=login_form(client, username, password))
+    assert response.status_code == 303, response.text
+    client.headers["x-csrf-token"] = client.get("/api/me").json()["csrf_token"]
+    return client
+
+
+def login_form(client: httpx.Client, username: str, password: str) -> dict[str, str]:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    return {"username": username, "password": password, "csrf_token": token.group(1)}
+
+
+@pytest.fixture
+def rbac(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
+    settings = make_settings(tmp_path, fake_upstream.base_url, auth={"admin_token": ADMIN_TOKEN})
+    live = LiveWarden(settings)
+    directory = live.services.directory
+    setup = Change("cli:test", "default")
+    for team in ("alpha", "beta"):
+        directory.create_team(team, setup)
+    for role in ROLES:
+        directory.create_user(role, PASSWORD, setup, (Binding(role),))
+    directory.create_user("team-admin", PASSWORD, setup, (Binding("admin", "alpha"),))
+    directory.create_user("alpha-analyst", PASSWORD, setup, (Binding("analyst", "alpha"),))
+    directory.create_user("other-tenant", PASSWORD, Change("cli:test", "acme"), (Binding("admin"),))
+    live.root = live.base_url.removesuffix("/v1")  # type: ignore[attr-defined]
+    yield live
+    live.stop()
+
+
+def test_every_route_declares_the_expected_permission(rbac: LiveWarden) -> None:
+    found = {}
+    for rule in rbac.app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view = rbac.app.view_functions[rule.endpoint]
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            found[(method, rule.rule)] = getattr(view, "warden_permission", "UNDECLARED")
+    assert found == EXPECTED
+
+
+def fill(rule: str) -> str:
+    return rule.replace("<username>", "nobody-here").replace("<key_id>", "key_missing")
+
+
+@pytest.mark.parametrize("who", ["anonymous", *ROLES, "admin-token"])
+def test_route_by_role_matrix(rbac: LiveWarden, who: str) -> None:
+    root = rbac.root  # type: ignore[attr-defined]
+    if who == "anonymous":
+        client = httpx.Client(base_url=root, timeout=10)
+    elif who == "admin-token":
+        client = httpx.Client(base_url=root, timeout=10, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    else:
+        client = sign_in(root, who)
+    role = "admin" if who == "admin-token" else who
+    public_answers = {}
+    # Logout last: it ends the session the other checks use.
+    for (method, rule), permission in sorted(EXPECTED.items(), key=lambda item: item[0][1] == "/logout"):
+        response = client.request(method, fill(rule), json={} if method in ("POST", "DELETE") else None)
+        status = response.status_code
+        if permission == "public":
+            public_answers[(method, rule)] = status
+            assert status not in (401, 403) or rule == "/login", (method, rule, status)
+        elif permission == "api_key":
+            assert status == 401, (method, rule, who, status)  # people and the admin token are not callers
+        elif who == "anonymous":
+            assert status == (302 if rule == "/" else 401), (method, rule, status)
+        elif permission == "signed_in" or role in HOLDERS[permission]:
+            assert status not in (401, 403), (method, rule, who, status, response.text)
+        else:
+            assert status == 403, (method, rule, who, status)
+            assert response.json()["error"]["code"] == "permission_denied"
+    assert public_answers == {("GET", "/login"): 200, ("POST", "/login"): 403, ("GET", "/healthz"): 200}
+
+
+def test_denied_attempts_are_audited(rbac: LiveWarden) -> None:
+    viewer = sign_in(rbac.root, "viewer")  # type: ignore[attr-defined]
+    assert viewer.post("/api/teams", json={"name": "gamma"}).status_code == 403
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    entries = admin.get("/api/audit").json()["entries"]
+    denied = [e for e in entries if e["action"] == "denied"]
+    assert denied[0]["actor"] == "session:viewer" and "POST /api/teams" in denied[0]["target"]
+    assert denied[0]["outcome"] == "denied" and denied[0]["ip"] == "127.0.0.1"
+    assert "gamma" not in admin.get("/api/teams").json()["teams"]
+
+
+def test_csrf_is_required_for_state_changes(rbac: LiveWarden) -> None:
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    token = admin.headers.pop("x-csrf-token")
+    assert admin.post("/api/teams", json={"name": "gamma"}).status_code == 403
+    admin.headers["x-csrf-token"] = "forged-" + token
+    assert admin.post("/api/teams", json={"name": "gamma"}).status_code == 403
+    admin.headers["x-csrf-token"] = token
+    assert admin.post("/api/teams", json={"name": "gamma"}).status_code == 201
+    # The login form's own CSRF token is tied to its cookie.
+    fresh = httpx.Client(base_url=rbac.root, timeout=10)  # type: ignore[attr-defined]
+    form = login_form(fresh, "admin", PASSWORD)
+    form["csrf_token"] = "forged"
+    assert fresh.post("/login", data=form).status_code == 403
+    assert "warden_session" not in fresh.cookies
+
+
+def test_session_rotation_logout_and_timeouts(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
+    settings = make_settings(tmp_path, fake_upstream.base_url, auth={"session_idle_minutes": 0.02})
+    live = LiveWarden(settings)
+    try:
+        live.services.directory.create_user(
+            "ada", PASSWORD, Change("cli:test", "default"), (Binding("viewer"),)
+        )
+        root = live.base_url.removesuffix("/v1")
+        client = sign_in(root, "ada")
+        first = client.cookies["warden_session"]
+        response = client.post("/login", data=login_form(client, "ada", PASSWORD))
+        assert response.status_code == 303
+        second = client.cookies["warden_session"]
+        assert second != first, "the session id must change at login"
+        stale = httpx.Client(base_url=root, cookies={"warden_session": first})
+        assert stale.get("/api/me").status_code == 401
+        # Idle timeout (1.2 s here): an unused session expires.
+        time.sleep(1.5)
+        assert client.get("/api/me").status_code == 401
+        client = sign_in(root, "ada")
+        assert client.get("/").status_code == 200
+        assert client.post("/logout").status_code == 303
+        assert client.get("/api/me").status_code == 401
+        assert httpx.get(root + "/", follow_redirects=False).headers["location"].startswith("/login")
+    finally:
+        live.stop()
+
+
+def test_login_throttling(rbac: LiveWarden) -> None:
+    client = httpx.Client(base_url=rbac.root, timeout=10)  # type: ignore[attr-defined]
+    for _ in range(5):
+        assert client.post("/login", data=login_form(client, "viewer", "wrong-password!!")).status_code == 401
+    # Locked out: even the right password is refused for a while.
+    assert client.post("/login", data=login_form(client, "viewer", PASSWORD)).status_code == 429
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    reasons = [
+        e["after"]["reason"]
+        for e in admin.get("/api/audit?limit=50").json()["entries"]
+        if e["action"] == "login" and e["outcome"] == "denied"
+    ]
+    assert reasons[:6] == ["throttled"] + ["password"] * 5
+
+
+def test_no_privilege_escalation(rbac: LiveWarden) -> None:
+    team_admin = sign_in(rbac.root, "team-admin")  # type: ignore[attr-defined]
+    # Within its team it may manage keys and grant roles up to its own.
+    assert (
+        team_admin.post("/api/users/viewer/roles", json={"role": "analyst", "team": "alpha"}).status_code
+        == 200
+    )
+    created = team_admin.post("/api/keys", json={"team": "alpha", "name": "ci"})
+    assert created.status_code == 201 and created.json()["key"].startswith("wdn-")
+    # But not tenant-wide, not in another team, and not user management.
+    assert team_admin.post("/api/users/team-admin/roles", json={"role": "admin"}).status_code == 403
+    assert (
+        team_admin.post("/api/users/viewer/roles", json={"role": "viewer", "team": "beta"}).status_code == 403
+    )
+    assert team_admin.post("/api/keys", json={"team": "beta"}).status_code == 403
+    assert team_admin.post("/api/users", json={"username": "x", "password": PASSWORD}).status_code == 403
+    analyst = sign_in(rbac.root, "analyst")  # type: ignore[attr-defined]
+    assert analyst.post("/api/users/analyst/roles", json={"role": "admin"}).status_code == 403
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    roles = {u["username"]: u["roles"] for u in admin.get("/api/users").json()["users"]}
+    assert roles["team-admin"] == [{"role": "admin", "team": "alpha"}]
+    assert {"role": "analyst", "team": "alpha"} in roles["viewer"]
+
+
+def test_team_scoping_and_tenant_isolation(rbac: LiveWarden) -> None:
+    keys = rbac.services.keys
+    keys.create("alpha", name="a-key")
+    keys.create("beta", name="b-key")
+    alpha_analyst = sign_in(rbac.root, "alpha-analyst")  # type: ignore[attr-defined]
+    assert [k["name"] for k in alpha_analyst.get("/api/keys").json()["keys"]] == ["a-key"]
+    assert alpha_analyst.get("/api/teams").json() == {"teams": ["alpha"]}
+    other = sign_in(rbac.root, "other-tenant")  # type: ignore[attr-defined]
+    assert other.get("/api/keys").json() == {"keys": []}
+    assert other.post("/api/users/viewer/disable").status_code == 404
+    beta_key = next(k for k in keys.list() if k.name == "b-key")
+    assert other.delete(f"/api/keys/{beta_key.id}").status_code == 404
+    assert keys.get(beta_key.id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_admin_api_lifecycle_and_bad_input(rbac: LiveWarden) -> None:
+    admin = httpx.Client(
+        base_url=rbac.root,
+        timeout=10,  # type: ignore[attr-defined]
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert admin.post("/api/teams", json={"name": "x'; DROP TABLE teams; --"}).status_code == 400
+    assert admin.post("/api/teams", content=b"not json").status_code == 400
+    assert admin.post("/api/teams", json={"name": "alpha"}).status_code == 409
+    assert admin.post("/api/users", json={"username": "bo", "password": "short"}).status_code == 400
+    made = admin.post("/api/users", json={"username": "bo", "password": PASSWORD, "role": "viewer"})
+    assert made.status_code == 201 and made.json()["roles"] == [{"role": "viewer", "team": None}]
+    assert admin.post("/api/users/bo/roles", json={"role": "wizard"}).status_code == 403
+    bo = sign_in(rbac.root, "bo")  # type: ignore[attr-defined]
+    assert admin.post("/api/users/bo/disable").json()["disabled"] is True
+    assert bo.get("/api/me").status_code == 401, "disabling a user ends their sessions"
+    created = admin.post("/api/keys", json={"team": "beta", "models": ["gpt-fake"], "expires_in_days": 7})
+    assert created.status_code == 201
+    key, key_id = created.json()["key"], created.json()["id"]
+    assert key not in admin.get("/api/keys").text, "listing never shows a key"
+    api = httpx.Client(base_url=rbac.base_url, headers={"authorization": f"Bearer {key}"})
+    assert api.get("/models").json()["data"][0]["id"] == "gpt-fake"
+    assert admin.delete(f"/api/keys/{key_id}").json()["revoked_at"] is not None
+    assert api.get("/models").status_code == 401, "revocation is immediate"
+    written = len(audit.entries(rbac.services.db, limit=1000))
+    assert written == 15  # 9 set-up changes, then: user, denied grant, login, disable, key, revoke
+    assert admin.get("/api/audit/verify").json() == {"ok": True, "rows": written, "problem": "", "seq": None}
