@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from time import perf_counter
@@ -13,7 +14,9 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from analytics.clickhouse import connect
+from analytics.metrics import Metrics
 from analytics.sink import ClickHouseSink, EventSink
+from proxy.crypto import KeyRing, load_kek
 from proxy.db import make_engine, make_sessions
 from proxy.errors import ProxyError, error_response
 from proxy.forward import Forwarder
@@ -40,10 +43,26 @@ class Services:
     router: Router
     sink: EventSink
     forwarder: Forwarder
+    keyring: KeyRing
+    metrics: Metrics
+
+    def __post_init__(self) -> None:
+        self._readers = threading.local()
+        self._opened: list[Any] = []
+
+    def clickhouse(self) -> Any:
+        """A ClickHouse client for reads, one per thread (chDB is fastest that way)."""
+        client = getattr(self._readers, "client", None)
+        if client is None:
+            client = self._readers.client = connect(self.settings.storage.clickhouse_url)
+            self._opened.append(client)
+        return client
 
     def close(self) -> None:
         self.sink.close()
         self.router.close()
+        for client in self._opened:
+            client.close()
         self.engine.dispose()
 
 
@@ -64,15 +83,22 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
     router = Router([(HttpUpstream(up), up.models, up.retries) for up in settings.upstreams])
     if sink is None:
         url = settings.storage.clickhouse_url
+        analytics = settings.analytics
         sink = ClickHouseSink(
             lambda: connect(url),
-            queue_size=settings.analytics.queue_size,
-            batch_size=settings.analytics.batch_size,
-            flush_interval=settings.analytics.flush_interval_seconds,
+            analytics.spool_dir,
+            queue_size=analytics.queue_size,
+            batch_size=analytics.batch_size,
+            flush_interval=analytics.flush_interval_seconds,
+            segment_events=analytics.segment_events,
+            fsync_interval=analytics.fsync_interval_ms / 1000,
         )
-    stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
-    forwarder = Forwarder(keys, router, sink, settings.prices, stream_usage)
-    return Services(settings, engine, db, keys, Directory(db), web_sessions, router, sink, forwarder)
+    keyring = KeyRing(db, load_kek(settings.crypto.kek))
+    metrics = Metrics(sink)
+    forwarder = Forwarder(keys, router, sink, settings, keyring, metrics.observe_overhead)
+    return Services(
+        settings, engine, db, keys, Directory(db), web_sessions, router, sink, forwarder, keyring, metrics
+    )
 
 
 def create_app(settings: Settings | None = None, *, sink: EventSink | None = None) -> Flask:
@@ -95,11 +121,13 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     from proxy.admin_api import bp as admin_api_bp
     from proxy.people import bp as people_bp
     from proxy.routes import bp as proxy_bp
+    from proxy.transcripts import bp as transcripts_bp
 
     guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
     app.register_blueprint(proxy_bp)
     app.register_blueprint(people_bp)
     app.register_blueprint(admin_api_bp)
+    app.register_blueprint(transcripts_bp)
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -26,6 +26,7 @@ class Permission(StrEnum):
     ROLES_MANAGE = "roles:manage"
     AUDIT_READ = "audit:read"
     EXPORTS_CREATE = "exports:create"
+    DATA_ERASE = "data:erase"
 
 
 ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {

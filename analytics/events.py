@@ -1,10 +1,13 @@
-"""The exchange event: the one row Warden writes per request, metrics only."""
+"""The exchange event: the one row Warden writes per request (metrics only), and its sealed
+transcript, with the compact record format the spool keeps on disk."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +37,69 @@ class ExchangeEvent:
     cost_micro_usd: int | None
     finish_reason: str
     choices: int
+    subject_hash: str = ""
+    retention_days: int = 0
 
     def as_row(self) -> tuple:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.
         return tuple(getattr(self, name) for name in COLUMNS)
 
 
+@dataclass(frozen=True, slots=True)
+class TranscriptRow:
+    """An encrypted transcript; Warden never hands plaintext to the analytics layer."""
+
+    tenant: str
+    team: str
+    request_id: uuid.UUID
+    ts: datetime
+    subject_hash: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+    retention_days: int
+
+    def as_row(self) -> tuple:
+        return tuple(getattr(self, name) for name in TRANSCRIPT_COLUMNS)
+
+
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ExchangeEvent))
+TRANSCRIPT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TranscriptRow))
+
+
+def encode(event: ExchangeEvent, transcript: TranscriptRow | None) -> bytes:
+    """One spool record: JSON of both rows (bytes as base64, times as epoch microseconds)."""
+    row = [_plain(v) for v in event.as_row()]
+    sealed = [_plain(v) for v in transcript.as_row()] if transcript is not None else None
+    return json.dumps([row, sealed], separators=(",", ":")).encode()
+
+
+def decode(record: bytes) -> tuple[ExchangeEvent, TranscriptRow | None]:
+    row, sealed = json.loads(record)
+    event = ExchangeEvent(**{name: _typed(name, value) for name, value in zip(COLUMNS, row, strict=True)})
+    transcript = None
+    if sealed is not None:
+        transcript = TranscriptRow(
+            **{name: _typed(name, value) for name, value in zip(TRANSCRIPT_COLUMNS, sealed, strict=True)}
+        )
+    return event, transcript
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1_000_000)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _typed(name: str, value: object) -> object:
+    if name == "request_id":
+        return uuid.UUID(str(value))
+    if name == "ts":
+        return datetime.fromtimestamp(int(value) / 1_000_000, UTC)  # type: ignore[call-overload]
+    if name in ("nonce", "ciphertext"):
+        return base64.b64decode(str(value))
+    return value

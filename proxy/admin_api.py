@@ -7,14 +7,20 @@ listings show only what the caller's scope covers. Objects of other tenants answ
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import re
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
-from analytics.access import Actor, Binding, Permission, can_grant, require, scope_for
+from analytics.access import Actor, Binding, Permission, Scope, can_grant, require, scope_for
 from proxy import audit
 from proxy.db import utcnow
+from proxy.erasure import erase
+from proxy.exports import ExportError, ExportSpec, export, signing_key
 from proxy.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
 from proxy.identity import Change, IdentityError, UserInfo
 from proxy.keys import KeyInfo, KeyInputError
@@ -301,3 +307,125 @@ def audit_verify() -> Response:
     require(_actor(), Permission.AUDIT_READ)
     report = audit.verify(_services().db)
     return jsonify({"ok": report.ok, "rows": report.rows, "problem": report.problem, "seq": report.seq})
+
+
+# -- erasure and exports -----------------------------------------------------------------------
+
+
+@bp.post("/erasure")
+@requires(Permission.DATA_ERASE)
+def erasure() -> Response:
+    actor = _actor()
+    require(actor, Permission.DATA_ERASE)
+    payload = _body()
+    subject = _field(payload, "subject", required=False)
+    whole = payload.get("all_of_tenant") is True
+    if bool(subject) == whole:
+        raise BadInput("give exactly one of 'subject' or 'all_of_tenant': true")
+    services = _services()
+    report = erase(
+        services.keyring,
+        services.clickhouse(),
+        services.db,
+        tenant=actor.tenant,
+        subject=subject,
+        actor=actor_label(actor),
+        ip=client_ip(),
+    )
+    return jsonify(
+        {
+            "keys_destroyed": report.keys_destroyed,
+            "requests_deleted": report.requests_deleted,
+            "transcripts_deleted": report.transcripts_deleted,
+        }
+    )
+
+
+@bp.post("/exports")
+@requires(Permission.EXPORTS_CREATE)
+def create_export() -> tuple[Response, int]:
+    actor = _actor()
+    payload = _body()
+    teams = payload.get("teams")
+    if teams is not None and (
+        not isinstance(teams, list) or not teams or not all(isinstance(t, str) for t in teams)
+    ):
+        raise BadInput("field 'teams' must be a non-empty list of team names")
+    for team in teams or [None]:
+        require(actor, Permission.EXPORTS_CREATE, team)
+    with_transcripts = payload.get("transcripts") is True
+    reason = _field(payload, "reason", required=False) or ""
+    if with_transcripts:
+        for team in teams or [None]:
+            require(actor, Permission.TRANSCRIPTS_READ, team)
+        if len(reason.strip()) < 8:
+            raise BadInput("exporting transcripts needs a 'reason' of at least 8 characters")
+    try:
+        since = datetime.fromisoformat(_field(payload, "since").replace("Z", "+00:00"))
+        until = datetime.fromisoformat(_field(payload, "until").replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput("since and until must be ISO 8601 times with a timezone") from None
+    services = _services()
+    export_id = "exp_" + uuid.uuid4().hex[:16]
+    spec = ExportSpec(
+        actor.tenant,
+        since,
+        until,
+        _field(payload, "format", required=False) or "jsonl",
+        Scope(actor.tenant, frozenset(teams)) if teams else None,
+        with_transcripts,
+    )
+    try:
+        spec.check()
+        manifest = export(
+            spec,
+            Path(services.settings.exports.dir) / export_id,
+            clickhouse=services.clickhouse(),
+            db=services.db,
+            keyring=services.keyring,
+            key=signing_key(Path(services.settings.exports.signing_key)),
+        )
+    except ExportError as exc:
+        raise BadInput(str(exc)) from None
+    audit.record(
+        services.db,
+        tenant=actor.tenant,
+        actor=actor_label(actor),
+        action="export.create",
+        target=f"export:{export_id}",
+        ip=client_ip(),
+        after={
+            "since": spec.since.isoformat(),
+            "until": spec.until.isoformat(),
+            "teams": teams,
+            "transcripts": with_transcripts,
+            "reason": reason or None,
+        },
+    )
+    return jsonify(manifest), 201
+
+
+@bp.get("/exports/<export_id>/<name>")
+@requires(Permission.EXPORTS_CREATE)
+def download_export(export_id: str, name: str) -> Response:
+    if not re.fullmatch(r"exp_[0-9a-f]{16}", export_id) or not re.fullmatch(r"[a-z_]+\.[a-z]+", name):
+        raise IdentityError("no such export file", 404)
+    directory = Path(_services().settings.exports.dir) / export_id
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except OSError:
+        raise IdentityError("no such export", 404) from None
+    actor = _actor()
+    if manifest.get("tenant") != actor.tenant:
+        raise IdentityError("no such export", 404)
+    for team in manifest.get("teams") or [None]:
+        require(actor, Permission.EXPORTS_CREATE, team)
+    if manifest.get("files") and any(
+        f["name"] == "transcripts." + manifest["format"] for f in manifest["files"]
+    ):
+        for team in manifest.get("teams") or [None]:
+            require(actor, Permission.TRANSCRIPTS_READ, team)
+    path = directory / name
+    if not path.is_file():
+        raise IdentityError("no such export file", 404)
+    return send_file(path, as_attachment=True, download_name=f"{export_id}-{name}")

@@ -374,6 +374,271 @@ def audit_verify(config_path: Path | None) -> None:
     click.echo(f"audit log intact: {report.rows} rows")
 
 
+# -- transcripts: keys, erasure, exports --------------------------------------------------------
+
+
+class _Runtime:
+    """What the data commands need: settings, metadata DB, key ring and a ClickHouse client.
+
+    With embedded chDB, stop `warden serve` first (one process per data directory), or use the
+    admin API's equivalents (`/api/erasure`, `/api/exports`)."""
+
+    def __init__(self, config_path: Path | None, clickhouse: bool = True) -> None:
+        from analytics.clickhouse import connect
+        from proxy.crypto import CryptoError, KeyRing, load_kek
+        from proxy.db import make_engine, make_sessions
+
+        self.settings = _settings(config_path, resolve_secrets=False)
+        self.db = make_sessions(make_engine(self.settings.storage.database_url))
+        try:
+            self.keyring = KeyRing(self.db, load_kek(self.settings.crypto.kek))
+        except CryptoError as exc:
+            raise click.ClickException(str(exc)) from None
+        self._clickhouse = None
+        if clickhouse:
+            try:
+                self._clickhouse = connect(self.settings.storage.clickhouse_url)
+            except Exception as exc:
+                raise click.ClickException(
+                    f"cannot open ClickHouse ({type(exc).__name__}); with embedded chDB stop `warden serve` "
+                    "first or use the admin API"
+                ) from None
+
+    @property
+    def clickhouse(self) -> Any:
+        return self._clickhouse
+
+
+@main.group("keys-crypto")
+def keys_crypto() -> None:
+    """Data keys that encrypt transcripts."""
+
+
+@keys_crypto.command("rotate")
+@config_option
+@tenant_option
+def keys_crypto_rotate(config_path: Path | None, tenant: str) -> None:
+    """Start a new data-key version for TENANT; older versions keep decrypting what they sealed."""
+    from proxy import audit
+
+    runtime = _Runtime(config_path, clickhouse=False)
+    key_id = runtime.keyring.rotate(tenant)
+    change = _cli_change(tenant)
+    audit.record(
+        runtime.db,
+        tenant=tenant,
+        actor=change.actor,
+        action="crypto.rotate",
+        target=f"key:{key_id}",
+        ip=change.ip,
+    )
+    click.echo(f"new data key {key_id} for tenant {tenant} (reaches running servers within 30 s)")
+
+
+@keys_crypto.command("status")
+@config_option
+def keys_crypto_status(config_path: Path | None) -> None:
+    """Data keys per tenant."""
+    rows = _Runtime(config_path, clickhouse=False).keyring.status()
+    click.echo(f"{'TENANT':<20} {'VERSIONS':>8} {'CURRENT':>8} {'SUBJECT KEYS':>13}")
+    for row in rows:
+        click.echo(
+            f"{row['tenant']:<20} {row['tenant_key_versions']:>8} {row['current_version']:>8} "
+            f"{row['subject_keys']:>13}"
+        )
+
+
+@main.command()
+@config_option
+@click.option("--subject", help="End-user id (the `user` field of requests) to erase.")
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--all-of-tenant", is_flag=True, help="Erase every transcript and row of the tenant.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(config_path: Path | None, subject: str | None, tenant: str, all_of_tenant: bool, yes: bool) -> None:
+    """Crypto-shred a data subject's (or a tenant's) keys and delete their rows."""
+    from proxy.erasure import erase as run_erase
+
+    if bool(subject) == all_of_tenant:
+        raise click.UsageError("give exactly one of --subject USER_ID or --all-of-tenant")
+    what = f"subject {subject!r} of tenant {tenant}" if subject else f"ALL data of tenant {tenant}"
+    if not yes:
+        click.confirm(f"Erase {what}? This cannot be undone", abort=True)
+    runtime = _Runtime(config_path)
+    report = run_erase(
+        runtime.keyring,
+        runtime.clickhouse,
+        runtime.db,
+        tenant=tenant,
+        subject=subject,
+        actor=_cli_change(tenant).actor,
+        ip="local",
+    )
+    click.echo(
+        f"erased {what}: {report.keys_destroyed} keys destroyed, {report.requests_deleted} request rows "
+        f"and {report.transcripts_deleted} transcripts deleted"
+    )
+
+
+def _when(value: str, name: str) -> Any:
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter("add a timezone, e.g. 2026-11-01T00:00:00Z", param_hint=name)
+    return parsed
+
+
+@main.group("export", invoke_without_command=True)
+@config_option
+@click.option("--since", help="Start (ISO 8601 with timezone), inclusive.")
+@click.option("--until", help="End (ISO 8601 with timezone), exclusive.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl", show_default=True
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Empty or new directory.")
+@click.option("--team", multiple=True, help="Only these teams (repeatable); default the whole tenant.")
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--transcripts", is_flag=True, help="Include decrypted transcripts.")
+@click.pass_context
+def export_cmd(
+    ctx: click.Context,
+    config_path: Path | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+    team: tuple[str, ...],
+    tenant: str,
+    transcripts: bool,
+) -> None:
+    """Write a signed audit export: requests, audit log and optionally transcripts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (since and until and out):
+        raise click.UsageError("--since, --until and --out are required")
+    from analytics.access import Scope
+    from proxy import audit
+    from proxy.exports import ExportError, ExportSpec, export, signing_key
+
+    spec = ExportSpec(
+        tenant,
+        _when(since, "--since"),
+        _when(until, "--until"),
+        fmt,
+        Scope(tenant, frozenset(team)) if team else None,
+        transcripts,
+    )
+    runtime = _Runtime(config_path)
+    with click.progressbar(length=0, label="exporting", show_pos=True) as bar:
+
+        def progress(_name: str, rows: int) -> None:
+            bar.length = (bar.length or 0) + rows
+            bar.update(rows)
+
+        try:
+            manifest = export(
+                spec,
+                out,
+                clickhouse=runtime.clickhouse,
+                db=runtime.db,
+                keyring=runtime.keyring,
+                key=signing_key(Path(runtime.settings.exports.signing_key)),
+                progress=progress,
+            )
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+    change = _cli_change(tenant)
+    audit.record(
+        runtime.db,
+        tenant=tenant,
+        actor=change.actor,
+        action="export.create",
+        target=str(out),
+        ip=change.ip,
+        after={
+            "since": since,
+            "until": until,
+            "transcripts": transcripts,
+            "files": [f["name"] for f in manifest["files"]],
+        },
+    )
+    for entry in manifest["files"]:
+        click.echo(f"{entry['name']}: {entry['rows']} rows, sha256 {entry['sha256'][:16]}…")
+    click.echo(f"signed manifest: {out / 'manifest.json'} (+ manifest.sig)")
+
+
+@export_cmd.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The deployment's export-signing .pub file (proves origin, not only integrity).",
+)
+def export_verify(directory: Path, public_key: Path | None) -> None:
+    """Check an export's signature, file hashes and row counts."""
+    from proxy.exports import verify
+
+    problems = verify(directory, public_key.read_bytes() if public_key else None)
+    if problems:
+        raise click.ClickException("export does NOT verify: " + "; ".join(problems))
+    click.echo(
+        f"{directory}: signature and every file hash verify"
+        + ("" if public_key else " (integrity only: pass --public-key to prove origin)")
+    )
+
+
+@export_cmd.command("finetune")
+@config_option
+@click.option("--since", required=True)
+@click.option("--until", required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL file.")
+@click.option("--style", type=click.Choice(["chat", "completion"]), default="chat", show_default=True)
+@click.option("--team", multiple=True)
+@click.option("--model", help="Only this model's exchanges.")
+@click.option("--tenant", default="default", show_default=True)
+def export_finetune(
+    config_path: Path | None,
+    since: str,
+    until: str,
+    out: Path,
+    style: str,
+    team: tuple[str, ...],
+    model: str | None,
+    tenant: str,
+) -> None:
+    """Write stored transcripts as fine-tuning JSONL ({"messages": [...]} or {"prompt", "completion"})."""
+    from analytics.access import Scope
+    from proxy import audit
+    from proxy.exports import ExportSpec, finetune
+
+    spec = ExportSpec(
+        tenant,
+        _when(since, "--since"),
+        _when(until, "--until"),
+        scope=Scope(tenant, frozenset(team)) if team else None,
+        transcripts=True,
+    )
+    spec.check()
+    runtime = _Runtime(config_path)
+    count = finetune(
+        spec, out, clickhouse=runtime.clickhouse, keyring=runtime.keyring, style=style, model=model
+    )
+    change = _cli_change(tenant)
+    audit.record(
+        runtime.db,
+        tenant=tenant,
+        actor=change.actor,
+        action="export.finetune",
+        target=str(out),
+        ip=change.ip,
+        after={"records": count, "since": since, "until": until, "model": model},
+    )
+    click.echo(f"wrote {count} records to {out}")
+
+
 # -- local helpers -----------------------------------------------------------------------------
 
 

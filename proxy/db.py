@@ -148,6 +148,21 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class DataKey(Base):
+    """A tenant's (or one data subject's) AES-256 data key, stored only wrapped by the key-encryption
+    key. Deleting the row crypto-shreds every transcript sealed under it."""
+
+    __tablename__ = "data_keys"
+    __table_args__ = (UniqueConstraint("tenant", "subject", "version", name="uq_data_keys_version"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(64))  # "" for the tenant's key, else a subject hash
+    version: Mapped[int] = mapped_column(Integer)
+    wrapped: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets foreign keys on and a busy timeout for many threads."""
     if url.startswith("sqlite"):

@@ -37,6 +37,10 @@ class Exchange:
     cached_tokens: int = 0
     finish_reason: str = ""
     choices: int = 0
+    # What the transcript holds (plaintext only in memory; sealed before it is written anywhere).
+    subject: str = ""
+    prompt: Any = None
+    answer: Any = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
@@ -61,7 +65,7 @@ class Exchange:
         total += self.completion_tokens * price.output
         return round(total)
 
-    def to_event(self, price: Price | None) -> ExchangeEvent:
+    def to_event(self, price: Price | None, subject_hash: str = "", retention_days: int = 0) -> ExchangeEvent:
         end = self.end_s if self.end_s is not None else perf_counter()
         latency = end - self.t0
         overhead = self.head_overhead_s + self.stream_work_s if self.streamed else latency - self.upstream_s
@@ -90,6 +94,8 @@ class Exchange:
             cost_micro_usd=self.cost_micro_usd(price),
             finish_reason=self.finish_reason,
             choices=self.choices,
+            subject_hash=subject_hash,
+            retention_days=retention_days,
         )
 
 

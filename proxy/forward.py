@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -11,18 +12,22 @@ from typing import Any
 from flask import Request, Response
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from analytics.sink import EventSink
+from analytics.events import TranscriptRow
+from analytics.sink import EventSink, SpoolUnavailable
 from proxy import validation
+from proxy.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
 from proxy.exchange import Exchange
 from proxy.keys import KeyStore, Principal
 from proxy.router import Router
-from proxy.settings import Price
+from proxy.settings import Settings
 from proxy.sse import SseRelay
 from proxy.upstream import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
 
+# route -> the request field whose content goes into the transcript
+PROMPT_FIELDS = {"chat.completions": "messages", "completions": "prompt", "embeddings": "input"}
 # route -> (upstream path, body check)
 ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "chat.completions": ("chat/completions", validation.check_chat),
@@ -39,14 +44,20 @@ class Forwarder:
         keys: KeyStore,
         router: Router,
         sink: EventSink,
-        prices: Mapping[str, Price],
-        stream_usage: Mapping[str, bool],
+        settings: Settings,
+        keyring: KeyRing,
+        on_overhead: Callable[[float], None] | None = None,
     ) -> None:
         self.keys = keys
         self.router = router
         self.sink = sink
-        self.prices = prices
-        self._stream_usage = stream_usage
+        self.prices = settings.prices
+        self.settings = settings
+        self.keyring = keyring
+        self._stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
+        self._store_transcripts = settings.transcripts.store == "full"
+        self._fail_closed = settings.compliance.fail_closed
+        self._on_overhead = on_overhead
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -54,6 +65,13 @@ class Forwarder:
         exchange = Exchange(route, t0=request.environ.get("warden.t0", perf_counter()))
         try:
             exchange.principal = self.authenticate(request)
+            if self._fail_closed and not self.sink.healthy():
+                raise ProxyError(
+                    503,
+                    "Warden cannot record requests right now; refusing to serve unrecorded.",
+                    type="server_error",
+                    code="recording_unavailable",
+                )
             raw = request.get_data(cache=False)
             return self._forward(exchange, route, raw)
         except ProxyError as error:
@@ -107,6 +125,10 @@ class Forwarder:
         payload = validation.parse_json_object(raw)
         exchange.model = check(payload)
         exchange.streamed = bool(payload.get("stream"))
+        exchange.prompt = payload.get(PROMPT_FIELDS[route])
+        user = payload.get("user")
+        if isinstance(user, str) and user:
+            exchange.subject = user[:256]
         self._authorize_model(exchange)
         if exchange.streamed:
             return self._stream(exchange, path, payload, raw)
@@ -174,6 +196,7 @@ class Forwarder:
         if status == 200:
             exchange.take_usage(parsed.get("usage"))
             choices = parsed.get("choices")
+            exchange.answer = choices
             if isinstance(choices, list):
                 exchange.choices = len(choices)
                 for choice in choices:
@@ -250,7 +273,10 @@ class Forwarder:
             if not recorded:
                 recorded = True
                 exchange.end_s = perf_counter()
-                self._record(exchange)
+                exchange.answer = relay.answer()
+                # The stream was already delivered; an event the disk refused stays queued in memory.
+                with contextlib.suppress(SpoolUnavailable):
+                    self._record(exchange)
 
         try:
             while True:
@@ -303,7 +329,17 @@ class Forwarder:
             exchange, exchange.end_s - exchange.t0 - exchange.upstream_s
         ).items():
             response.headers[name] = value
-        self._record(exchange)
+        try:
+            self._record(exchange)
+        except SpoolUnavailable:
+            if self._fail_closed:
+                withheld = ProxyError(
+                    503,
+                    "Warden could not record this exchange durably; the answer is withheld.",
+                    type="server_error",
+                    code="recording_unavailable",
+                )
+                return error_response(withheld)
         return response
 
     def _fail(self, exchange: Exchange, error: ProxyError) -> Response:
@@ -316,7 +352,8 @@ class Forwarder:
             exchange, exchange.end_s - exchange.t0 - exchange.upstream_s
         ).items():
             response.headers[name] = value
-        self._record(exchange)
+        with contextlib.suppress(SpoolUnavailable):  # an error answer withholds nothing
+            self._record(exchange)
         return response
 
     @staticmethod
@@ -327,10 +364,49 @@ class Forwarder:
         }
 
     def _record(self, exchange: Exchange) -> None:
+        """Emit the event (and its sealed transcript). Raises SpoolUnavailable when it is not durable."""
         try:
-            self.sink.emit(exchange.to_event(self.prices.get(exchange.model)))
+            principal = exchange.principal
+            subject_hash = ""
+            if principal is not None and exchange.subject:
+                subject_hash = self.keyring.subject_hash(principal.tenant, exchange.subject)
+            team = principal.team if principal else ""
+            event = exchange.to_event(
+                self.prices.get(exchange.model), subject_hash, self.settings.retention_days(team)
+            )
+            transcript = None
+            if self._store_transcripts and principal is not None and exchange.prompt is not None:
+                transcript = self._seal(exchange, principal.tenant, team, subject_hash)
+            if self._on_overhead is not None:
+                self._on_overhead(event.overhead_ms / 1000)
         except Exception:
-            log.exception("could not record request %s", exchange.request_id)
+            log.exception("could not build the record of request %s", exchange.request_id)
+            return
+        self.sink.emit(event, transcript)
+
+    def _seal(self, exchange: Exchange, tenant: str, team: str, subject_hash: str) -> TranscriptRow:
+        content = {
+            "route": exchange.route,
+            "model": exchange.model,
+            "request": exchange.prompt,
+            "response": exchange.answer,
+        }
+        sealed = self.keyring.seal(tenant, subject_hash, exchange.request_id, exchange.ts, content)
+        # Transcripts may be kept for less time than metrics, never for longer.
+        days, team_days = self.settings.transcripts.retention_days, self.settings.retention_days(team)
+        if team_days and (days == 0 or team_days < days):
+            days = team_days
+        return TranscriptRow(
+            tenant,
+            team,
+            exchange.request_id,
+            exchange.ts,
+            subject_hash,
+            sealed.key_id,
+            sealed.nonce,
+            sealed.ciphertext,
+            days,
+        )
 
 
 def _sse_error(message: str, kind: str) -> bytes:

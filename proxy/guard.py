@@ -24,7 +24,16 @@ API_KEY = "api_key"
 SIGNED_IN = "signed_in"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The proxy's hot path never looks up people.
-_SKIP_PREFIXES = ("/v1/", "/healthz", "/static/", "/chat/", "/completions", "/embeddings", "/models")
+_SKIP_PREFIXES = (
+    "/v1/",
+    "/healthz",
+    "/metrics",
+    "/static/",
+    "/chat/",
+    "/completions",
+    "/embeddings",
+    "/models",
+)
 
 View = Callable[..., Any]
 

@@ -42,6 +42,14 @@ for prefix in ("/v1", ""):
     bp.add_url_rule(f"{prefix}/models", f"models{prefix}", models, methods=["GET"])
 
 
+@bp.get("/metrics")
+@declared(PUBLIC)
+def metrics() -> Response:
+    # Counters only: no tenant, team or key appears here, so scrapers need no credentials.
+    body = current_app.extensions["warden"].metrics.render()
+    return Response(body, mimetype="text/plain; version=0.0.4")
+
+
 @bp.get("/healthz")
 @declared(PUBLIC)
 def healthz() -> Response:

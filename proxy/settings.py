@@ -73,6 +73,41 @@ class AnalyticsSettings:
     queue_size: int = 100_000
     batch_size: int = 1_000
     flush_interval_seconds: float = 1.0
+    # Every event is appended here before the response completes; segments are deleted once their
+    # events are in ClickHouse, and replayed after an outage or a crash.
+    spool_dir: str = "var/spool"
+    fsync_interval_ms: float = 50.0
+    segment_events: int = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoSettings:
+    # "auto": a key file under var/ created on first use; or env:VARIABLE / file:PATH (32 bytes, base64).
+    kek: str = field(default="auto", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSettings:
+    store: str = "full"  # full | none
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    days: int = 365  # metrics rows; 0 keeps them forever
+    teams: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceSettings:
+    # Refuse (503) a request whose event cannot be made durable instead of serving it unrecorded.
+    fail_closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    dir: str = "var/exports"
+    signing_key: str = "var/export-signing.key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +127,15 @@ class Settings:
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     upstreams: tuple[UpstreamSettings, ...] = ()
     prices: Mapping[str, Price] = field(default_factory=dict)
+    crypto: CryptoSettings = field(default_factory=CryptoSettings)
+    transcripts: TranscriptSettings = field(default_factory=TranscriptSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
+    exports: ExportSettings = field(default_factory=ExportSettings)
     source: str = "<defaults>"
+
+    def retention_days(self, team: str) -> int:
+        return self.retention.teams.get(team, self.retention.days)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -208,9 +251,65 @@ class _Builder:
         self.check_positive(("analytics", "batch_size"), analytics.batch_size)
         self.check_positive(("analytics", "flush_interval_seconds"), analytics.flush_interval_seconds)
         auth = self.check_auth(auth)
+        for key in ("fsync_interval_ms", "segment_events"):
+            self.check_positive(("analytics", key), getattr(analytics, key))
+        analytics = replace(analytics, spool_dir=str(Path(analytics.spool_dir).resolve()))
         upstreams = self.upstreams(raw.get("upstreams"))
         prices = self.prices(raw.get("prices"))
-        return Settings(server, storage, auth, analytics, upstreams, prices, self.source)
+        crypto = self.dataclass_section(raw, "crypto", CryptoSettings)
+        if crypto.kek == "auto":
+            crypto = CryptoSettings(kek="auto:" + str(Path("var/warden-kek.key").resolve()))
+        elif crypto.kek.startswith(("file:", "auto:")):
+            scheme, _, path = crypto.kek.partition(":")
+            crypto = CryptoSettings(kek=f"{scheme}:{Path(path).resolve()}")
+        elif not crypto.kek.startswith("env:"):
+            raise self.fail(("crypto", "kek"), "must be auto, auto:PATH, env:VARIABLE or file:PATH")
+        transcripts = self.dataclass_section(raw, "transcripts", TranscriptSettings)
+        if transcripts.store not in ("full", "none"):
+            raise self.fail(("transcripts", "store"), "must be full or none")
+        if not 0 <= transcripts.retention_days <= 36500:
+            raise self.fail(("transcripts", "retention_days"), "must be between 0 and 36500")
+        retention = self.retention(raw.get("retention"))
+        compliance = self.dataclass_section(raw, "compliance", ComplianceSettings)
+        exports = self.dataclass_section(raw, "exports", ExportSettings)
+        exports = ExportSettings(str(Path(exports.dir).resolve()), str(Path(exports.signing_key).resolve()))
+        return Settings(
+            server,
+            storage,
+            auth,
+            analytics,
+            upstreams,
+            prices,
+            crypto,
+            transcripts,
+            retention,
+            compliance,
+            exports,
+            self.source,
+        )
+
+    def retention(self, raw: Any) -> RetentionSettings:
+        if raw is None:
+            return RetentionSettings()
+        if not isinstance(raw, dict):
+            raise self.fail(("retention",), "must be a mapping")
+        unknown = sorted(set(raw) - {"days", "teams"})
+        if unknown:
+            raise self.fail(("retention", unknown[0]), "unknown key (known: days, teams)")
+        days = self.coerce("int", raw.get("days", 365), ("retention", "days"))
+        teams = raw.get("teams") or {}
+        if not isinstance(teams, dict):
+            raise self.fail(("retention", "teams"), "must map team names to days")
+        checked = {
+            str(team): self.coerce("int", value, ("retention", "teams", team))
+            for team, value in teams.items()
+        }
+        for path, value in [(("retention", "days"), days)] + [
+            (("retention", "teams", t), v) for t, v in checked.items()
+        ]:
+            if not 0 <= value <= 36500:
+                raise self.fail(path, "must be between 0 and 36500 (0 keeps rows forever)")
+        return RetentionSettings(days, checked)
 
     def dataclass_section(self, raw: dict[str, Any], name: str, cls: type) -> Any:
         values = raw.get(name)
@@ -408,4 +507,9 @@ _SECTIONS = {
     "analytics": AnalyticsSettings,
     "upstreams": None,
     "prices": None,
+    "crypto": CryptoSettings,
+    "transcripts": TranscriptSettings,
+    "retention": None,
+    "compliance": ComplianceSettings,
+    "exports": ExportSettings,
 }

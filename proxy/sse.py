@@ -21,6 +21,7 @@ class SseRelay:
         self._drop_usage_chunk = drop_usage_chunk
         self._buffer = b""
         self._indexes: set[int] = set()
+        self.texts: dict[int, list[str]] = {}
         self.done = False
         self.malformed = 0
 
@@ -64,6 +65,10 @@ class SseRelay:
                 return self._inspect(payload)
         return True
 
+    def answer(self) -> list[dict[str, Any]]:
+        """The streamed text per choice, for the transcript."""
+        return [{"index": i, "content": "".join(parts)} for i, parts in sorted(self.texts.items())]
+
     def _inspect(self, payload: dict[str, Any]) -> bool:
         exchange = self._exchange
         choices = payload.get("choices")
@@ -77,6 +82,10 @@ class SseRelay:
                 index = choice.get("index", 0)
                 if isinstance(index, int):
                     self._indexes.add(index)
+                    delta = choice.get("delta")
+                    piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                    if isinstance(piece, str) and piece:
+                        self.texts.setdefault(index, []).append(piece)
                 reason = choice.get("finish_reason")
                 if isinstance(reason, str) and reason and not exchange.finish_reason:
                     exchange.finish_reason = reason

@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from analytics.clickhouse import connect
 from app import create_app
+from proxy.crypto import new_kek_text
 from proxy.fake_upstream import FakeUpstream
 from proxy.migrate import upgrade_all
 from proxy.settings import Settings, load_settings
@@ -87,12 +88,17 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
 def make_settings(
     tmp_path: Path, upstream_url: str | None, clickhouse_url: str | None = None, **sections: Any
 ) -> Settings:
+    kek = tmp_path / "kek.key"
+    if not kek.exists():
+        kek.write_text(new_kek_text())
     config: dict[str, Any] = {
         "storage": {
             "database_url": f"sqlite:///{tmp_path / 'warden.db'}",
             "clickhouse_url": clickhouse_url or f"chdb:///{tmp_path / 'clickhouse'}",
         },
-        "analytics": {"flush_interval_seconds": 0.05},
+        "analytics": {"flush_interval_seconds": 0.05, "spool_dir": str(tmp_path / "spool")},
+        "crypto": {"kek": f"file:{kek}"},
+        "exports": {"dir": str(tmp_path / "exports"), "signing_key": str(tmp_path / "signing.key")},
         "prices": {"gpt-fake": {"input": 0.15, "output": 0.6, "cached_input": 0.075}},
     }
     if upstream_url is not None:
@@ -119,7 +125,10 @@ def make_settings(
             }
         ]
     for name, value in sections.items():
-        config[name] = value
+        if isinstance(value, dict) and isinstance(config.get(name), dict):
+            config[name] = {**config[name], **value}
+        else:
+            config[name] = value
     return load_settings(write_config(tmp_path, config), environ={})
 
 

@@ -9,9 +9,14 @@ from proxy.cli import main
 from proxy.settings import (
     AnalyticsSettings,
     AuthSettings,
+    ComplianceSettings,
+    CryptoSettings,
+    ExportSettings,
     Price,
+    RetentionSettings,
     ServerSettings,
     StorageSettings,
+    TranscriptSettings,
     UpstreamSettings,
 )
 
@@ -26,6 +31,11 @@ def test_every_setting_is_documented() -> None:
         "analytics": AnalyticsSettings,
         "upstreams[]": UpstreamSettings,
         "prices.<model>": Price,
+        "crypto": CryptoSettings,
+        "transcripts": TranscriptSettings,
+        "retention": RetentionSettings,
+        "compliance": ComplianceSettings,
+        "exports": ExportSettings,
     }
     missing = [
         f"{prefix}.{field.name}"

@@ -62,6 +62,8 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
                 "database_url": f"sqlite:///{tmp_path / 'warden.db'}",
                 "clickhouse_url": f"chdb:///{clickhouse_dir}",
             },
+            "analytics": {"spool_dir": str(tmp_path / "spool")},
+            "crypto": {"kek": f"auto:{tmp_path / 'kek.key'}"},
         },
     )
     assert warden_cli("migrate", config=config).returncode == 0
@@ -110,6 +112,8 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
     assert "gthread" in text
     assert key not in text, "the API key must never reach the logs"
     assert count_rows(clickhouse_dir) == [["beta", 200, False, 10], ["beta", 200, True, 5]]
+    assert (tmp_path / "kek.key").stat().st_mode & 0o777 == 0o600
+    assert [p for p in (tmp_path / "spool").rglob("*.seg") if p.stat().st_size] == [], "spool drained at exit"
 
 
 def test_serve_refuses_several_workers_on_chdb(tmp_path: Path) -> None:

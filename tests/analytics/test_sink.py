@@ -1,15 +1,26 @@
-"""The ClickHouse sink: batches, lazy writer, retries through an outage, bounded queue."""
+"""The ClickHouse sink and its spool: batches, outages, a full queue, a killed process, torn records.
+Nothing is lost in any of them."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import struct
+import subprocess
+import sys
+import time
 import uuid
+import zlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 from analytics import schema
 from analytics.clickhouse import connect
-from analytics.events import COLUMNS, ExchangeEvent
+from analytics.events import ExchangeEvent, TranscriptRow, decode, encode
 from analytics.sink import ClickHouseSink, MemorySink
+from analytics.spool import Spool, read_records
+from tests.conftest import ROOT
 
 
 def event(**overrides: object) -> ExchangeEvent:
@@ -37,75 +48,214 @@ def event(**overrides: object) -> ExchangeEvent:
         cost_micro_usd=None,
         finish_reason="stop",
         choices=1,
+        subject_hash="",
+        retention_days=30,
     )
     values.update(overrides)
     return ExchangeEvent(**values)  # type: ignore[arg-type]
 
 
-def migrated(url: str) -> None:
+def migrated(url: str) -> str:
     client = connect(url, create_database=True)
     schema.upgrade(client)
     client.close()
+    return url
 
 
-def test_events_arrive_in_batches(clickhouse_url: str) -> None:
-    migrated(clickhouse_url)
-    sink = ClickHouseSink(lambda: connect(clickhouse_url), batch_size=1000, flush_interval=0.2)
-    assert sink._thread is None, "no writer thread before the first event (it would not survive a fork)"
-    sent = [event(prompt_tokens=i) for i in range(2500)]
-    for item in sent:
-        sink.emit(item)
-    assert sink.flush(30)
-    sink.close()
-    assert sink.stats.inserted == 2500 and sink.stats.dropped == 0
-    reader = connect(clickhouse_url)
+def down_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/nothing"
+
+
+def count(url: str, table: str = "requests") -> int:
+    reader = connect(url)
     try:
-        assert reader.query("SELECT count(), sum(prompt_tokens) FROM requests").result_rows == [
-            (2500, sum(range(2500)))
-        ]
-        (row,) = reader.query(
-            "SELECT * FROM requests WHERE request_id = {id:UUID}", parameters={"id": sent[7].request_id}
-        ).result_rows
-        assert row[COLUMNS.index("ttft_ms")] is None and row[COLUMNS.index("cost_micro_usd")] is None
+        return reader.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0]
     finally:
         reader.close()
 
 
-def test_an_outage_delays_events_but_loses_none(clickhouse_http: str) -> None:
-    url = f"{clickhouse_http}/t_{uuid.uuid4().hex[:10]}"
-    migrated(url)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{probe.getsockname()[1]}/nothing"
-    target = {"url": down}
-    sink = ClickHouseSink(lambda: connect(target["url"]), flush_interval=0.05)
-    for _ in range(50):
-        sink.emit(event())
-    assert not sink.flush(1.0), "nothing can be written while ClickHouse is down"
-    assert sink.stats.failed_inserts >= 1
-    target["url"] = url  # ClickHouse is back
-    assert sink.flush(30)
+def segments(spool_dir: Path) -> list[Path]:
+    return [p for p in spool_dir.glob("w-*/*.seg") if p.stat().st_size > 0]
+
+
+def test_record_format_round_trips() -> None:
+    item = event(ttft_ms=3.25, cost_micro_usd=17)
+    sealed = TranscriptRow(
+        "default", "alpha", item.request_id, item.ts, "", "dek_1", b"\x00\x01", b"\xff" * 40, 30
+    )
+    back_event, back_transcript = decode(encode(item, sealed))
+    assert back_event == item and back_transcript == sealed
+
+
+def test_events_arrive_in_batches_and_the_spool_empties(clickhouse_url: str, tmp_path: Path) -> None:
+    migrated(clickhouse_url)
+    sink = ClickHouseSink(
+        lambda: connect(clickhouse_url),
+        tmp_path / "spool",
+        batch_size=1000,
+        flush_interval=0.2,
+        segment_events=700,
+    )
+    assert sink._thread is None, "no writer thread before the first event (it would not survive a fork)"
+    for i in range(2500):
+        sink.emit(event(prompt_tokens=i))
+    assert sink.flush(60)
     sink.close()
-    assert sink.stats.inserted == 50 and sink.stats.dropped == 0
-    reader = connect(url)
-    assert reader.query("SELECT count() FROM requests").result_rows == [(50,)]
-    reader.close()
+    assert sink.stats.inserted == 2500 and sink.stats.lost == 0
+    assert count(clickhouse_url) == 2500
+    assert segments(tmp_path / "spool") == [], "segments whose events are all in ClickHouse are deleted"
 
 
-def test_a_full_queue_drops_and_counts(clickhouse_http: str) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{probe.getsockname()[1]}/nothing"
-    sink = ClickHouseSink(lambda: connect(down), queue_size=10, flush_interval=0.01)
-    for _ in range(100):
+def test_an_outage_delays_events_but_loses_none(tmp_path: Path) -> None:
+    """A real outage: the ClickHouse HTTP endpoint is stopped and restarted on the same port and data."""
+    server = ChdbServer(tmp_path / "ch")
+    url = migrated(f"{server.url}/warden")
+    sink = ClickHouseSink(lambda: connect(url), tmp_path / "spool", flush_interval=0.05)
+    try:
+        for _ in range(10):
+            sink.emit(event())
+        assert sink.flush(30)
+        server.stop()
+        for _ in range(50):
+            sink.emit(event())
+        assert not sink.flush(2.0), "nothing can be written while ClickHouse is down"
+        assert sink.stats.failed_inserts >= 1 and segments(tmp_path / "spool")
+        server.start()
+        for _ in range(20):  # arriving as it comes back
+            sink.emit(event())
+        assert sink.flush(60)
+        sink.close()
+        assert count(url) == 80 and sink.stats.lost == 0 and sink.stats.replayed >= 50
+        assert segments(tmp_path / "spool") == []
+    finally:
+        server.stop()
+
+
+class ChdbServer:
+    """A chDB-served ClickHouse HTTP endpoint that can be stopped and started on the same port."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        port_file = self.data.parent / f"port-{uuid.uuid4().hex[:6]}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "analytics.chdb_server",
+                "--path",
+                str(self.data),
+                "--port",
+                str(self.port),
+                "--port-file",
+                str(port_file),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(600):
+            if port_file.exists():
+                return
+            assert self.process.poll() is None, "chDB HTTP endpoint exited"
+            time.sleep(0.05)
+        raise RuntimeError("chDB HTTP endpoint did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+def test_a_full_queue_loses_nothing(clickhouse_http: str, tmp_path: Path) -> None:
+    url = migrated(f"{clickhouse_http}/t_{uuid.uuid4().hex[:10]}")
+    target = {"url": down_url()}
+    sink = ClickHouseSink(
+        lambda: connect(target["url"]), tmp_path / "spool", queue_size=10, flush_interval=0.01
+    )
+    for _ in range(300):
         sink.emit(event())
-    assert sink.stats.dropped >= 80
-    sink.close(timeout=0.5)
-    assert sink.stats.inserted == 0
+    assert sink.stats.overflowed >= 200
+    target["url"] = url
+    assert sink.flush(60)
+    sink.close()
+    assert count(url) == 300 and sink.stats.lost == 0
+
+
+def test_a_killed_process_is_replayed_by_the_next(clickhouse_http: str, tmp_path: Path) -> None:
+    url = migrated(f"{clickhouse_http}/t_{uuid.uuid4().hex[:10]}")
+    script = f"""
+import os, signal, uuid
+from datetime import UTC, datetime
+from analytics.clickhouse import connect
+from analytics.sink import ClickHouseSink
+from tests.analytics.test_sink import event
+sink = ClickHouseSink(lambda: connect({down_url()!r}), {str(tmp_path / "spool")!r}, fsync_interval=0)
+for i in range(40):
+    sink.emit(event(prompt_tokens=i))
+print("emitted", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == -signal.SIGKILL and "emitted" in done.stdout, done.stderr
+    assert segments(tmp_path / "spool")
+    survivor = ClickHouseSink(lambda: connect(url), tmp_path / "spool")
+    survivor.start()
+    assert survivor.flush(60)
+    survivor.close()
+    assert count(url) == 40 and survivor.stats.replayed == 40
+    assert list((tmp_path / "spool").glob("w-*")) == [], "the dead process's directory is removed"
+
+
+def test_replaying_twice_counts_once(clickhouse_url: str, tmp_path: Path) -> None:
+    migrated(clickhouse_url)
+    items = [event() for _ in range(25)]
+    for _ in range(2):  # the same leftover segment, as if a crash came between insert and delete
+        orphan = tmp_path / "spool" / f"w-dead{uuid.uuid4().hex[:6]}"
+        orphan.mkdir(parents=True)
+        with (orphan / "000000000001.seg").open("wb") as handle:
+            for item in items:
+                payload = encode(item, None)
+                handle.write(struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
+    sink = ClickHouseSink(lambda: connect(clickhouse_url), tmp_path / "spool")
+    sink.start()
+    assert sink.flush(60)
+    sink.close()
+    assert count(clickhouse_url) == 25
+
+
+def test_a_torn_tail_is_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync_interval=0)
+    for i in range(3):
+        spool.append(f"record-{i}".encode())
+    path = next(spool.dir.glob("*.seg"))
+    with path.open("ab") as handle:
+        handle.write(b"\x00\x00\x01\x00garbage")  # a record cut short by a crash
+    assert list(read_records(path)) == [b"record-0", b"record-1", b"record-2"]
+    spool.close()
 
 
 def test_memory_sink_keeps_events() -> None:
     sink = MemorySink()
     item = event()
     sink.emit(item)
-    assert sink.flush() and sink.events == [item]
+    assert sink.flush() and sink.events == [(item, None)]
+
+
+def test_spool_directories_are_private(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync_interval=0)
+    spool.append(b"x")
+    assert oct(next(spool.dir.glob("*.seg")).stat().st_mode & 0o777) == "0o600"
+    spool.close()
+    assert os.listdir(tmp_path)  # a segment with a record stays until its events are in ClickHouse

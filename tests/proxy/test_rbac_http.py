@@ -29,6 +29,10 @@ EXPECTED = {
     ("POST", "/login"): "public",
     ("POST", "/logout"): "signed_in",
     ("GET", "/healthz"): "public",
+    ("GET", "/metrics"): "public",
+    ("GET", "/api/transcripts/<request_id>"): "transcripts:read",
+    ("GET", "/transcripts/<request_id>"): "transcripts:read",
+    ("POST", "/transcripts/<request_id>"): "transcripts:read",
     ("GET", "/api/me"): "signed_in",
     ("GET", "/api/teams"): "teams:read",
     ("POST", "/api/teams"): "teams:manage",
@@ -43,6 +47,9 @@ EXPECTED = {
     ("DELETE", "/api/keys/<key_id>"): "keys:manage",
     ("GET", "/api/audit"): "audit:read",
     ("GET", "/api/audit/verify"): "audit:read",
+    ("POST", "/api/erasure"): "data:erase",
+    ("POST", "/api/exports"): "exports:create",
+    ("GET", "/api/exports/<export_id>/<name>"): "exports:create",
     **{
         (method, f"{prefix}{path}"): "api_key"
         for prefix in ("/v1", "")
@@ -65,6 +72,9 @@ HOLDERS = {
     "keys:read": {"analyst", "auditor", "admin"},
     "keys:manage": {"admin"},
     "audit:read": {"auditor", "admin"},
+    "transcripts:read": {"auditor", "admin"},
+    "data:erase": {"admin"},
+    "exports:create": {"analyst", "auditor", "admin"},
 }
 
 
@@ -113,7 +123,11 @@ def test_every_route_declares_the_expected_permission(rbac: LiveWarden) -> None:
 
 
 def fill(rule: str) -> str:
-    return rule.replace("<username>", "nobody-here").replace("<key_id>", "key_missing")
+    return (
+        rule.replace("<username>", "nobody-here")
+        .replace("<key_id>", "key_missing")
+        .replace("<request_id>", "00000000-0000-4000-8000-000000000000")
+    )
 
 
 @pytest.mark.parametrize("who", ["anonymous", *ROLES, "admin-token"])
@@ -137,13 +151,19 @@ def test_route_by_role_matrix(rbac: LiveWarden, who: str) -> None:
         elif permission == "api_key":
             assert status == 401, (method, rule, who, status)  # people and the admin token are not callers
         elif who == "anonymous":
-            assert status == (302 if rule == "/" else 401), (method, rule, status)
+            page = rule == "/" or rule.startswith("/transcripts/")
+            assert status == (302 if page else 401), (method, rule, status)
         elif permission == "signed_in" or role in HOLDERS[permission]:
             assert status not in (401, 403), (method, rule, who, status, response.text)
         else:
             assert status == 403, (method, rule, who, status)
             assert response.json()["error"]["code"] == "permission_denied"
-    assert public_answers == {("GET", "/login"): 200, ("POST", "/login"): 403, ("GET", "/healthz"): 200}
+    assert public_answers == {
+        ("GET", "/login"): 200,
+        ("POST", "/login"): 403,
+        ("GET", "/healthz"): 200,
+        ("GET", "/metrics"): 200,
+    }
 
 
 def test_denied_attempts_are_audited(rbac: LiveWarden) -> None:

@@ -1,0 +1,59 @@
+"""Prometheus metrics: event pipeline counters read from the sink, and Warden's own overhead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+# Sub-millisecond buckets: Warden's overhead target is about 1 ms.
+OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class _SinkCollector:
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+
+    def collect(self) -> Iterator[Any]:
+        stats = self._sink.stats
+        for name, value, help_text in (
+            ("warden_events_queued", stats.queued, "Events emitted (written to the spool and queued)."),
+            ("warden_events_inserted", stats.inserted, "Events inserted into ClickHouse from memory."),
+            (
+                "warden_events_spooled",
+                stats.spooled,
+                "Events that took the disk path (outage, full queue, restart).",
+            ),
+            ("warden_events_replayed", stats.replayed, "Events inserted into ClickHouse from the spool."),
+            ("warden_events_lost", stats.lost, "Events lost: the disk refused them and ClickHouse was down."),
+            ("warden_insert_failures", stats.failed_inserts, "Failed ClickHouse inserts."),
+            ("warden_spool_write_errors", stats.spool_errors, "Spool writes the disk refused."),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], value)
+            yield family
+        gauge = GaugeMetricFamily("warden_spool_bytes", "Bytes of event records waiting in the spool.")
+        gauge.add_metric([], self._sink.spool_bytes())
+        yield gauge
+
+
+class Metrics:
+    """One registry per app, so several apps in one process (tests) never collide."""
+
+    def __init__(self, sink: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_SinkCollector(sink))  # type: ignore[arg-type]
+        self.overhead = Histogram(
+            "warden_overhead_seconds",
+            "Time spent in Warden per request, upstream waits excluded.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_overhead(self, seconds: float) -> None:
+        self.overhead.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,335 @@
+"""Audit exports: requests, the admin audit log and (optionally) decrypted transcripts for a time range
+and scope, as JSONL, CSV or Parquet, with a manifest (files, row counts, SHA-256) signed with Ed25519.
+Also the fine-tuning export: transcripts as chat or prompt/completion JSONL."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from analytics.access import Scope
+from proxy.crypto import BINARY, CryptoError, KeyRing, Sealed
+from proxy.db import AuditEntry, as_utc
+
+FORMATS = ("jsonl", "csv", "parquet")
+Progress = Callable[[str, int], None]
+
+
+class ExportError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSpec:
+    tenant: str
+    since: datetime
+    until: datetime
+    format: str = "jsonl"
+    scope: Scope | None = None  # None: the whole tenant
+    transcripts: bool = False
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise ExportError(f"format must be one of {', '.join(FORMATS)}")
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ExportError("since and until need a timezone (e.g. 2026-11-01T00:00:00Z)")
+        if self.since >= self.until:
+            raise ExportError("since must be before until")
+
+
+# -- signing keys ------------------------------------------------------------------------------
+
+
+def signing_key(path: Path) -> Ed25519PrivateKey:
+    """The export signing key at `path`, created (0600) with its `.pub` beside it on first use."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ExportError(f"{path} is not an Ed25519 private key")
+        return key
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    path.with_suffix(".pub").write_bytes(public_pem(key.public_key()))
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def export(
+    spec: ExportSpec,
+    out: Path,
+    *,
+    clickhouse: Any,
+    db: sessionmaker,
+    keyring: KeyRing,
+    key: Ed25519PrivateKey,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write the export into `out` (created, must be empty) and return the signed manifest."""
+    spec.check()
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise ExportError(f"{out} is not empty")
+    files = [
+        _write(out, "requests", spec.format, _requests(clickhouse, spec), progress),
+        _write(out, "audit_log", spec.format, _audit(db, spec), progress),
+    ]
+    if spec.transcripts:
+        files.append(
+            _write(out, "transcripts", spec.format, _transcripts(clickhouse, keyring, spec), progress)
+        )
+    manifest = {
+        "warden_export": 1,
+        "id": out.name,
+        "tenant": spec.tenant,
+        "since": spec.since.isoformat(),
+        "until": spec.until.isoformat(),
+        "teams": sorted(spec.scope.teams) if spec.scope and spec.scope.teams is not None else None,
+        "format": spec.format,
+        "created_at": datetime.now().astimezone().isoformat(),
+        "files": files,
+        "public_key": public_pem(key.public_key()).decode(),
+    }
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (out / "manifest.json").write_bytes(body)
+    (out / "manifest.sig").write_text(base64.b64encode(key.sign(body)).decode() + "\n")
+    return manifest
+
+
+def verify(directory: Path, public_key_pem: bytes | None = None) -> list[str]:
+    """Problems found (empty: the signature holds and every file matches its hash and row count).
+
+    With no public key given, the one in the manifest is used: that proves integrity only; pass the
+    deployment's `.pub` file to prove origin too."""
+    problems: list[str] = []
+    try:
+        body = (directory / "manifest.json").read_bytes()
+        signature = base64.b64decode((directory / "manifest.sig").read_text().strip())
+    except (OSError, ValueError) as exc:
+        return [f"missing or unreadable manifest: {exc}"]
+    manifest = json.loads(body)
+    pem = public_key_pem or manifest.get("public_key", "").encode()
+    try:
+        key = serialization.load_pem_public_key(pem)
+        assert isinstance(key, Ed25519PublicKey)
+        key.verify(signature, body)
+    except (InvalidSignature, ValueError, AssertionError):
+        problems.append("the manifest signature does not verify")
+    for entry in manifest.get("files", []):
+        path = directory / entry["name"]
+        if not path.exists():
+            problems.append(f"{entry['name']}: missing")
+            continue
+        if _sha256(path) != entry["sha256"]:
+            problems.append(f"{entry['name']}: SHA-256 differs from the manifest")
+    return problems
+
+
+def finetune(
+    spec: ExportSpec,
+    out: Path,
+    *,
+    clickhouse: Any,
+    keyring: KeyRing,
+    style: str = "chat",
+    model: str | None = None,
+) -> int:
+    """Write transcripts as JSONL training records; returns how many were written."""
+    if style not in ("chat", "completion"):
+        raise ExportError("style must be chat or completion")
+    written = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for row in _transcripts(clickhouse, keyring, spec, model=model, ok_only=True):
+            record = _training_record(row, style)
+            if record is not None:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+    return written
+
+
+def _training_record(row: dict[str, Any], style: str) -> dict[str, Any] | None:
+    response = row.get("response")
+    if not isinstance(response, list) or not response:
+        return None
+    first = response[0]
+    answer = first.get("content") if "content" in first else (first.get("message") or {}).get("content")
+    if answer is None:
+        answer = first.get("text")
+    if not isinstance(answer, str):
+        return None
+    request = row.get("request")
+    if style == "chat":
+        if not isinstance(request, list):
+            return None
+        return {"messages": [*request, {"role": "assistant", "content": answer}]}
+    prompt = request if isinstance(request, str) else json.dumps(request)
+    return {"prompt": prompt, "completion": answer}
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+def _scope_clause(spec: ExportSpec) -> tuple[str, dict[str, Any]]:
+    clause = "tenant = {tenant:String} AND ts >= {since:DateTime64(3, 'UTC')} "
+    clause += "AND ts < {until:DateTime64(3, 'UTC')}"
+    params: dict[str, Any] = {"tenant": spec.tenant, "since": spec.since, "until": spec.until}
+    if spec.scope is not None and spec.scope.teams is not None:
+        clause += " AND has({teams:Array(String)}, team)"
+        params["teams"] = sorted(spec.scope.teams)
+    return clause, params
+
+
+def _requests(clickhouse: Any, spec: ExportSpec) -> Iterable[dict[str, Any]]:
+    clause, params = _scope_clause(spec)
+    with clickhouse.query_row_block_stream(
+        f"SELECT * FROM requests FINAL WHERE {clause} ORDER BY ts", parameters=params
+    ) as stream:
+        names = stream.source.column_names
+        for block in stream:
+            for row in block:
+                yield dict(zip(names, row, strict=True))
+
+
+def _audit(db: sessionmaker, spec: ExportSpec) -> Iterable[dict[str, Any]]:
+    with db() as session:
+        rows = (
+            session.execute(
+                select(AuditEntry).where(AuditEntry.tenant == spec.tenant).order_by(AuditEntry.seq)
+            )
+            .scalars()
+            .all()
+        )
+    for entry in rows:
+        at = as_utc(entry.at)
+        if at is None or not spec.since <= at < spec.until:
+            continue
+        yield {
+            "seq": entry.seq,
+            "at": at,
+            "actor": entry.actor,
+            "action": entry.action,
+            "target": entry.target,
+            "outcome": entry.outcome,
+            "ip": entry.ip,
+            "before": entry.before,
+            "after": entry.after,
+            "hash": entry.hash,
+            "prev_hash": entry.prev_hash,
+        }
+
+
+def _transcripts(
+    clickhouse: Any, keyring: KeyRing, spec: ExportSpec, *, model: str | None = None, ok_only: bool = False
+) -> Iterable[dict[str, Any]]:
+    clause, params = _scope_clause(spec)
+    rows = clickhouse.query(
+        "SELECT request_id, team, ts, key_id, nonce, ciphertext FROM transcripts FINAL "
+        f"WHERE {clause} ORDER BY ts",
+        parameters=params,
+        column_formats=BINARY,
+    ).result_rows
+    for request_id, team, ts, key_id, nonce, ciphertext in rows:
+        try:
+            content = keyring.open(
+                spec.tenant, request_id, ts, Sealed(key_id, _as_bytes(nonce), _as_bytes(ciphertext))
+            )
+        except CryptoError as exc:
+            if ok_only:
+                continue
+            content = {"unreadable": str(exc)}
+        if model is not None and content.get("model") != model:
+            continue
+        yield {"request_id": str(request_id), "team": team, "ts": ts, **content}
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("latin-1")
+
+
+# -- writers -----------------------------------------------------------------------------------
+
+
+def _write(out: Path, name: str, fmt: str, rows: Iterable[dict[str, Any]], progress: Progress | None) -> dict:
+    path = out / f"{name}.{fmt}"
+    count = 0
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # Nested values as JSON text: transcripts differ in shape from row to row.
+        batch = [
+            {k: json.dumps(v) if isinstance(v, dict | list) else _cell(v) for k, v in row.items()}
+            for row in rows
+        ]
+        count = len(batch)
+        pq.write_table(pa.Table.from_pylist(batch) if batch else pa.table({}), path)
+        if progress:
+            progress(name, count)
+    else:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer: csv.DictWriter | None = None
+            for row in rows:
+                plain = {k: _cell(v) for k, v in row.items()}
+                if fmt == "jsonl":
+                    handle.write(json.dumps(plain, ensure_ascii=False) + "\n")
+                else:
+                    if writer is None:
+                        writer = csv.DictWriter(handle, fieldnames=list(plain))
+                        writer.writeheader()
+                    writer.writerow(
+                        {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in plain.items()}
+                    )
+                count += 1
+                if progress and count % 1000 == 0:
+                    progress(name, 1000)
+            if progress:
+                progress(name, count % 1000)
+    return {"name": path.name, "rows": count, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict | list):
+        return json.loads(json.dumps(value, default=str))
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

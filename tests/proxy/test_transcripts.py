@@ -1,0 +1,243 @@
+"""Encrypted transcripts end to end: nothing readable at rest, reading needs a permission, a reason and
+leaves an audit record, ciphertexts cannot be moved between rows, erasure crypto-shreds, exports are
+signed, and fail-closed refuses what it cannot record."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from click.testing import CliRunner
+
+from analytics.access import Binding
+from proxy.cli import main
+from proxy.crypto import BINARY, CryptoError, Sealed
+from proxy.fake_upstream import FakeUpstream
+from proxy.identity import Change
+from tests.conftest import LiveWarden, make_settings
+from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
+
+
+@pytest.fixture
+def live(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
+    settings = make_settings(
+        tmp_path,
+        fake_upstream.base_url,
+        auth={"admin_token": ADMIN_TOKEN},
+        retention={"days": 90, "teams": {"short": 7}},
+    )
+    warden = LiveWarden(settings)
+    setup = Change("cli:test", "default")
+    for team in ("alpha", "beta"):
+        warden.services.directory.create_team(team, setup)
+    for name, binding in (
+        ("auditor", Binding("auditor")),
+        ("analyst", Binding("analyst")),
+        ("alpha-auditor", Binding("auditor", "alpha")),
+    ):
+        warden.services.directory.create_user(name, PASSWORD, setup, (binding,))
+    warden.root = warden.base_url.removesuffix("/v1")  # type: ignore[attr-defined]
+    yield warden
+    warden.stop()
+
+
+def transcript_rows(warden: LiveWarden) -> list[tuple]:
+    assert warden.services.sink.flush(20)
+    return (
+        warden.services.clickhouse()
+        .query("SELECT request_id, ts, key_id, nonce, ciphertext FROM transcripts", column_formats=BINARY)
+        .result_rows
+    )
+
+
+def chat(warden: LiveWarden, key: str, text: str, **extra: object) -> str:
+    api = openai.OpenAI(base_url=warden.base_url, api_key=key, max_retries=0)
+    raw = api.chat.completions.with_raw_response.create(
+        model="gpt-fake",
+        messages=[{"role": "user", "content": text}],
+        **extra,  # type: ignore[arg-type]
+    )
+    return raw.headers["x-warden-request-id"]
+
+
+def test_no_plaintext_at_rest(live: LiveWarden, tmp_path: Path) -> None:
+    key = live.create_key("alpha")
+    canaries = [f"CANARY-{uuid.uuid4().hex}" for _ in range(4)]
+    chat(live, key, f"{canaries[0]} my email is jane.doe@example.com")
+    api = openai.OpenAI(base_url=live.base_url, api_key=key, max_retries=0)
+    list(
+        api.chat.completions.create(
+            model="gpt-fake",
+            stream=True,
+            messages=[{"role": "user", "content": f"{canaries[1]} call 555-0100"}],
+        )
+    )
+    api.completions.create(model="gpt-fake", prompt=f"{canaries[2]} card 4111 1111 1111 1111")
+    api.embeddings.create(model="text-embed-fake", input=[canaries[3]])
+    assert live.rows("SELECT count() FROM transcripts") == [(4,)]
+    live.services.sink.flush(20)
+    checked = 0
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            checked += 1
+            for canary in canaries:
+                assert canary.encode() not in data, f"plaintext {canary} found at rest in {path}"
+            assert b"jane.doe@example.com" not in data, f"an e-mail address found at rest in {path}"
+    assert checked > 20  # ClickHouse parts, the SQLite file, spool segments, the key file
+
+
+def test_reading_needs_permission_reason_and_is_audited(live: LiveWarden) -> None:
+    request_id = chat(live, live.create_key("alpha"), "the secret plan")
+    other_team = chat(live, live.create_key("beta"), "beta's business")
+    live.services.sink.flush(20)
+    auditor = sign_in(live.root, "auditor")  # type: ignore[attr-defined]
+    assert auditor.get(f"/api/transcripts/{request_id}").status_code == 400  # no reason
+    got = auditor.get(f"/api/transcripts/{request_id}", params={"reason": "investigating ticket 42"})
+    assert got.status_code == 200
+    body = got.json()
+    assert body["request"] == [{"role": "user", "content": "the secret plan"}]
+    assert body["response"][0]["message"]["content"] == "the secret plan" and body["team"] == "alpha"
+    analyst = sign_in(live.root, "analyst")  # type: ignore[attr-defined]
+    assert (
+        analyst.get(f"/api/transcripts/{request_id}", params={"reason": "just curious!"}).status_code == 403
+    )
+    alpha_auditor = sign_in(live.root, "alpha-auditor")  # type: ignore[attr-defined]
+    assert (
+        alpha_auditor.get(f"/api/transcripts/{other_team}", params={"reason": "not my team"}).status_code
+        == 403
+    )
+    assert (
+        auditor.get(f"/api/transcripts/{uuid.uuid4()}", params={"reason": "a missing one"}).status_code == 404
+    )
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    reads = [e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "transcript.read"]
+    assert len(reads) == 1 and reads[0]["actor"] == "session:auditor"
+    assert reads[0]["after"] == {"reason": "investigating ticket 42", "team": "alpha"}
+    page = auditor.get(f"/transcripts/{request_id}")
+    assert page.status_code == 200 and "Reason for reading" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    shown = auditor.post(
+        f"/transcripts/{request_id}", data={"reason": "page read test", "csrf_token": token.group(1)}
+    )
+    assert "the secret plan" in shown.text
+
+
+def test_a_ciphertext_moved_to_another_row_fails(live: LiveWarden) -> None:
+    first = chat(live, live.create_key("alpha"), "first message")
+    second = chat(live, live.create_key("alpha"), "second message")
+    rows = {str(r[0]): r for r in transcript_rows(live)}
+    _, ts_second, *_ = rows[second]
+    _, _, key_id, nonce, ciphertext = rows[first]
+    with pytest.raises(CryptoError, match="does not match its row"):
+        live.services.keyring.open("default", second, ts_second, Sealed(key_id, nonce, ciphertext))
+    assert live.services.keyring.open("default", first, rows[first][1], Sealed(key_id, nonce, ciphertext))
+
+
+def test_erasure_crypto_shreds_a_subject(live: LiveWarden) -> None:
+    key = live.create_key("alpha")
+    kept = chat(live, key, "keep me", user="someone-else")
+    erased = chat(live, key, "forget me", user="end-user-42")
+    rows = {str(r[0]): r for r in transcript_rows(live)}
+    copy = rows[erased]  # a backup of the ciphertext taken before erasure
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    report = admin.post("/api/erasure", json={"subject": "end-user-42"}).json()
+    assert report == {"keys_destroyed": 1, "requests_deleted": 1, "transcripts_deleted": 1}
+    with pytest.raises(CryptoError, match="destroyed"):
+        live.services.keyring.open("default", erased, copy[1], Sealed(copy[2], copy[3], copy[4]))
+    remaining = [str(r[0]) for r in live.rows("SELECT request_id FROM requests")]
+    assert kept in remaining and erased not in remaining
+    assert live.rows("SELECT count() FROM requests WHERE subject_hash != ''") == [(1,)]
+    assert "end-user-42" not in json.dumps(admin.get("/api/audit").json()), (
+        "the audit log holds no raw subject id"
+    )
+
+
+def test_retention_is_copied_into_rows(live: LiveWarden) -> None:
+    chat(live, live.create_key("alpha"), "ninety days")
+    live.services.directory.create_team("short", Change("cli:test", "default"))
+    chat(live, live.create_key("short"), "seven days")
+    assert live.rows("SELECT team, retention_days FROM requests ORDER BY team") == [
+        ("alpha", 90),
+        ("short", 7),
+    ]
+    assert live.rows("SELECT team, retention_days FROM transcripts ORDER BY team") == [
+        ("alpha", 30),
+        ("short", 7),
+    ]
+
+
+def test_signed_export_and_verify(live: LiveWarden, tmp_path: Path) -> None:
+    chat(live, live.create_key("alpha"), "exported message")
+    chat(live, live.create_key("beta"), "not exported")
+    live.services.sink.flush(20)
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    bad = admin.post("/api/exports", json={"since": "2026-01-01T00:00:00Z", "until": "2020-01-01T00:00:00Z"})
+    assert bad.status_code == 400
+    made = admin.post(
+        "/api/exports",
+        json={
+            "since": "2020-01-01T00:00:00Z",
+            "until": "2100-01-01T00:00:00Z",
+            "teams": ["alpha"],
+            "transcripts": True,
+            "reason": "quarterly compliance review",
+            "format": "jsonl",
+        },
+    )
+    assert made.status_code == 201, made.text
+    manifest = made.json()
+    counts = {f["name"]: f["rows"] for f in manifest["files"]}
+    assert (
+        counts["requests.jsonl"] == 1 and counts["transcripts.jsonl"] == 1 and counts["audit_log.jsonl"] > 0
+    )
+    directory = Path(live.settings.exports.dir) / manifest["id"]
+    public_key = Path(live.settings.exports.signing_key).with_suffix(".pub")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["export", "verify", str(directory), "--public-key", str(public_key)])
+    assert ok.exit_code == 0, ok.output
+    transcript = json.loads((directory / "transcripts.jsonl").read_text())
+    assert transcript["request"][0]["content"] == "exported message"
+    download = admin.get(f"/api/exports/{manifest['id']}/requests.jsonl")
+    assert download.status_code == 200 and json.loads(download.text)["team"] == "alpha"
+    (directory / "requests.jsonl").write_text(download.text.replace("alpha", "gamma"))
+    tampered = runner.invoke(main, ["export", "verify", str(directory), "--public-key", str(public_key)])
+    assert tampered.exit_code == 1 and "requests.jsonl: SHA-256 differs" in tampered.output
+
+
+def test_metrics_expose_the_pipeline(live: LiveWarden) -> None:
+    chat(live, live.create_key("alpha"), "count me")
+    live.services.sink.flush(20)
+    text = httpx.get(live.root + "/metrics").text  # type: ignore[attr-defined]
+    assert re.search(r"^warden_events_inserted_total 1\.0$", text, re.M)
+    assert re.search(r"^warden_events_lost_total 0\.0$", text, re.M)
+    assert re.search(r"^warden_overhead_seconds_count 1\.0$", text, re.M)
+    assert "alpha" not in text
+
+
+def test_fail_closed_refuses_unrecordable_requests(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
+    settings = make_settings(tmp_path, fake_upstream.base_url, compliance={"fail_closed": True})
+    live = LiveWarden(settings)
+    try:
+        key = live.create_key("alpha")
+        assert chat(live, key, "recorded")
+        spool = Path(settings.analytics.spool_dir)
+        spool.chmod(0o500)  # the disk refuses new files (a full or read-only disk)
+        # and the open segment refuses writes (EBADF), as a failed disk would
+        live.services.sink._spool._fd = os.open("/dev/null", os.O_RDONLY)
+        api = openai.OpenAI(base_url=live.base_url, api_key=key, max_retries=0)
+        with pytest.raises(openai.InternalServerError) as caught:
+            api.chat.completions.create(model="gpt-fake", messages=[{"role": "user", "content": "x"}])
+        assert caught.value.status_code == 503
+        assert caught.value.body["code"] == "recording_unavailable"
+    finally:
+        Path(settings.analytics.spool_dir).chmod(0o700)
+        live.stop()
