@@ -39,6 +39,9 @@ def main() -> None:
     # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # During a ClickHouse outage these log every retry; the sink logs one line per failed attempt.
+    for noisy in ("urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 @main.command()

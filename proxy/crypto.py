@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from proxy.db import DataKey, utcnow
@@ -183,6 +184,19 @@ class KeyRing:
         cached = self._current.get((tenant, subject_hash))
         if cached is not None and cached[0] > now:
             return cached[1], cached[2]
+        for _ in range(3):
+            try:
+                key_id, aead = self._latest_or_new(tenant, subject_hash)
+                break
+            except IntegrityError:
+                continue  # another process created the first key at the same moment: read theirs
+        else:
+            raise CryptoError(f"could not create a data key for tenant {tenant!r}")
+        with self._lock:
+            self._current[(tenant, subject_hash)] = (now + CURRENT_KEY_SECONDS, key_id, aead)
+        return key_id, aead
+
+    def _latest_or_new(self, tenant: str, subject_hash: str) -> tuple[str, AESGCM]:
         with self._sessions.begin() as session:
             row = session.execute(
                 select(DataKey)
@@ -191,14 +205,9 @@ class KeyRing:
                 .limit(1)
             ).scalar_one_or_none()
             if row is None:
-                key_id = self._create(session, tenant, subject_hash, 1)
-                row = session.get(DataKey, key_id)
+                row = session.get(DataKey, self._create(session, tenant, subject_hash, 1))
             assert row is not None
-            aead = AESGCM(self._unwrap(row))
-            key_id = row.id
-        with self._lock:
-            self._current[(tenant, subject_hash)] = (now + CURRENT_KEY_SECONDS, key_id, aead)
-        return key_id, aead
+            return row.id, AESGCM(self._unwrap(row))
 
     def _key_by_id(self, key_id: str) -> AESGCM:
         with self._sessions() as session:
