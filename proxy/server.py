@@ -29,6 +29,7 @@ class WardenServer(BaseApplication):
             "keepalive": 75,
             "preload_app": False,  # chDB must never be opened before a fork
             "worker_exit": _close_services,
+            "post_worker_init": _start_services,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
@@ -47,6 +48,15 @@ class WardenServer(BaseApplication):
     def load(self) -> Any:
         # Imported by name, as gunicorn would: nothing imports app.py at module level.
         return importlib.import_module("app").create_app(self.settings)
+
+
+def _start_services(worker: Any) -> None:
+    """Start the event writer as soon as a worker runs: it replays spool segments that killed
+    processes left behind without waiting for the first request."""
+    services = getattr(worker.wsgi, "extensions", {}).get("warden")
+    start = getattr(getattr(services, "sink", None), "start", None)
+    if callable(start):
+        start()
 
 
 def _close_services(server: Any, worker: Any) -> None:

@@ -127,3 +127,86 @@ def test_serve_refuses_several_workers_on_chdb(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0 and "one process per data directory" in result.stderr
+
+
+def test_sigkill_loses_no_answered_request(
+    tmp_path: Path, fake_upstream: FakeUpstream, clickhouse_http: str
+) -> None:
+    """Every answered request has its row even when every Warden process is killed right after."""
+    import os
+    import uuid
+
+    from analytics.clickhouse import connect
+
+    url = f"{clickhouse_http}/t_{uuid.uuid4().hex[:10]}"
+    config = write_config(
+        tmp_path,
+        {
+            "upstreams": [
+                {"name": "fake", "type": "openai", "base_url": fake_upstream.base_url, "models": ["gpt-fake"]}
+            ],
+            "storage": {"database_url": f"sqlite:///{tmp_path / 'warden.db'}", "clickhouse_url": url},
+            # A long flush interval: the events are still queued in memory when the kill comes.
+            "analytics": {"spool_dir": str(tmp_path / "spool"), "flush_interval_seconds": 30},
+            "crypto": {"kek": f"auto:{tmp_path / 'kek.key'}"},
+        },
+    )
+    assert warden_cli("migrate", config=config).returncode == 0
+    key = warden_cli("keys", "create", "--team", "k", config=config).stdout.strip()
+
+    log = (tmp_path / "serve.log").open("a")
+
+    def serve(port: int) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proxy.cli",
+                "serve",
+                "--no-migrate",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return process
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+
+    port = free_port()
+    first = serve(port)
+    api = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    answered = [
+        api.chat.completions.with_raw_response.create(
+            model="gpt-fake", messages=[{"role": "user", "content": f"k{i}"}]
+        ).headers["x-warden-request-id"]
+        for i in range(20)
+    ]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(30)
+    reader = connect(url)
+    assert reader.query("SELECT count() FROM requests").result_rows[0][0] == 0, "still only in the spool"
+    second = serve(port)  # adopts the dead process's spool and replays it
+    try:
+        deadline = time.monotonic() + 60
+        found: set[str] = set()
+        while time.monotonic() < deadline and len(found) < 20:
+            found = {str(r[0]) for r in reader.query("SELECT request_id FROM requests FINAL").result_rows}
+            time.sleep(0.3)
+        assert found == set(answered)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(60)
+        reader.close()
+        log.close()
