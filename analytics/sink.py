@@ -380,10 +380,11 @@ class ClickHouseSink:
         transcripts: list[TranscriptRow],
         token: str | None = None,
     ) -> None:
-        settings = {"insert_deduplication_token": f"{token}-r"} if token else None
+        # Only replays need block deduplication; first inserts skip its hashing and bookkeeping.
+        settings = {"insert_deduplication_token": f"{token}-r"} if token else {"insert_deduplicate": 0}
         client.insert("requests", [e.as_row() for e in events], column_names=COLUMNS, settings=settings)
         if transcripts:
-            settings = {"insert_deduplication_token": f"{token}-t"} if token else None
+            settings = {"insert_deduplication_token": f"{token}-t"} if token else {"insert_deduplicate": 0}
             client.insert(
                 "transcripts",
                 [t.as_row() for t in transcripts],

@@ -101,14 +101,17 @@ class Spool:
     def _sync_loop(self) -> None:
         while not self._stop.wait(self._fsync_interval):
             with self._lock:
-                if self._dirty and not self._closed:
-                    try:
-                        os.fsync(self._fd)
-                    except OSError as exc:
-                        # The next append fails too and reports it; the loop keeps trying.
-                        log.error("spool fsync failed: %s", exc)
-                        continue
-                    self._dirty = False
+                if not self._dirty or self._closed:
+                    continue
+                # fsync can take milliseconds: do it on a duplicate, outside the lock appends need.
+                fd = os.dup(self._fd)
+                self._dirty = False
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                log.error("spool fsync failed: %s", exc)  # the next append reports a dead disk too
+            finally:
+                os.close(fd)
 
     # -- reading and cleanup -------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ class KeyRing:
     ) -> Sealed:
         key_id, aead = self._current_key(tenant, subject_hash)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        plaintext = zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 6)
+        plaintext = zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 1)
         return Sealed(key_id, nonce, aead.encrypt(nonce, plaintext, transcript_aad(tenant, request_id, ts)))
 
     def open(self, tenant: str, request_id: uuid.UUID | str, ts: datetime, sealed: Sealed) -> Any:
