@@ -62,6 +62,20 @@ def login_form() -> Response:
     return _login_form()
 
 
+def _refused(username: str, reason: str) -> None:
+    """Audit a refused sign-in; the reason is one word (csrf, throttled, password), never the password."""
+    audit.record(
+        _services().db,
+        tenant=DEFAULT_TENANT,
+        actor=f"anonymous:{username}",
+        action="login",
+        target=f"user:{username}",
+        outcome="denied",
+        ip=client_ip(),
+        after={"reason": reason},
+    )
+
+
 @bp.post("/login")
 @declared(PUBLIC)
 def login() -> Response:
@@ -70,42 +84,15 @@ def login() -> Response:
     password = request.form.get("password") or ""
     sent, expected = request.form.get("csrf_token") or "", request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        audit.record(
-            services.db,
-            tenant=DEFAULT_TENANT,
-            actor=f"anonymous:{username}",
-            action="login",
-            target=f"user:{username}",
-            outcome="denied",
-            ip=client_ip(),
-            after={"reason": "csrf"},
-        )
+        _refused(username, "csrf")
         return _login_form("Your sign-in form expired; please try again.", 403, username)
     if services.web_sessions.locked_out(username):
-        audit.record(
-            services.db,
-            tenant=DEFAULT_TENANT,
-            actor=f"anonymous:{username}",
-            action="login",
-            target=f"user:{username}",
-            outcome="denied",
-            ip=client_ip(),
-            after={"reason": "throttled"},
-        )
+        _refused(username, "throttled")
         return _login_form("Too many failed attempts; try again later.", 429, username)
     user = services.directory.check_password(username, password)
     if user is None:
         services.web_sessions.failed(username, client_ip())
-        audit.record(
-            services.db,
-            tenant=DEFAULT_TENANT,
-            actor=f"anonymous:{username}",
-            action="login",
-            target=f"user:{username}",
-            outcome="denied",
-            ip=client_ip(),
-            after={"reason": "password"},
-        )
+        _refused(username, "password")
         return _login_form("Wrong username or password.", 401, username)
     services.web_sessions.succeeded(username)
     token, _ = services.web_sessions.start(user.id, client_ip(), replacing=request.cookies.get(COOKIE))
