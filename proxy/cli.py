@@ -35,6 +35,9 @@ def _settings(config_path: Path | None, *, resolve_secrets: bool = True) -> Sett
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Warden: an OpenAI-compatible proxy that governs and records LLM traffic."""
+    # Everything Warden writes (metadata DB, spool, ClickHouse data, keys, exports) is for its own
+    # user only: hashes, ciphertext and metrics are still nobody else's business.
+    os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
     for noisy in ("httpx", "httpcore", "alembic"):

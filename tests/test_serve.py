@@ -113,6 +113,7 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
     assert key not in text, "the API key must never reach the logs"
     assert count_rows(clickhouse_dir) == [["beta", 200, False, 10], ["beta", 200, True, 5]]
     assert (tmp_path / "kek.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "warden.db").stat().st_mode & 0o777 == 0o600, "the metadata DB is private"
     assert [p for p in (tmp_path / "spool").rglob("*.seg") if p.stat().st_size] == [], "spool drained at exit"
 
 
