@@ -156,7 +156,13 @@ def keys_create(
     expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     try:
         info, plaintext = store.create(
-            team, name=name, project=project, models=model_list, expires_at=expires, tenant=tenant
+            team,
+            name=name,
+            project=project,
+            models=model_list,
+            expires_at=expires,
+            tenant=tenant,
+            change=_cli_change(tenant),
         )
     except KeyInputError as exc:
         raise click.ClickException(str(exc)) from None
@@ -202,7 +208,7 @@ def keys_list(config_path: Path | None, team: str | None, as_json: bool) -> None
 @click.argument("key_id")
 def keys_revoke(config_path: Path | None, key_id: str) -> None:
     """Revoke a key by id (see `warden keys list`)."""
-    if not _key_store(config_path).revoke(key_id):
+    if not _key_store(config_path).revoke(key_id, _cli_change("default")):
         raise click.ClickException(f"no key with id {key_id!r}")
     click.echo(f"revoked {key_id}")
 

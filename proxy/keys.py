@@ -169,9 +169,10 @@ class KeyStore:
                 row.revoked_at = utcnow()
             key_hash = row.key_hash
             if change is not None:
+                owner = session.get(Tenant, row.tenant_id)
                 audit.append(
                     session,
-                    tenant=change.tenant,
+                    tenant=owner.name if owner is not None else change.tenant,
                     actor=change.actor,
                     action="key.revoke",
                     target=f"key:{key_id}",
