@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.extensions["warden"] = services
     app.extensions["warden.forwarder"] = services.forwarder
 
-    from proxy import guard
+    from dashboards.views import bp as dashboards_bp
+    from proxy import audit, guard
     from proxy.admin_api import bp as admin_api_bp
     from proxy.people import bp as people_bp
     from proxy.routes import bp as proxy_bp
@@ -128,6 +129,10 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.register_blueprint(people_bp)
     app.register_blueprint(admin_api_bp)
     app.register_blueprint(transcripts_bp)
+    app.register_blueprint(dashboards_bp)
+    app.extensions["warden.audit_entries"] = lambda tenant, limit: audit.entries(
+        services.db, tenant=tenant, limit=limit
+    )
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -39,6 +39,7 @@ class ExchangeEvent:
     choices: int
     subject_hash: str = ""
     retention_days: int = 0
+    refusal: bool = False
 
     def as_row(self) -> tuple:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.
@@ -76,7 +77,8 @@ def encode(event: ExchangeEvent, transcript: TranscriptRow | None) -> bytes:
 
 def decode(record: bytes) -> tuple[ExchangeEvent, TranscriptRow | None]:
     row, sealed = json.loads(record)
-    event = ExchangeEvent(**{name: _typed(name, value) for name, value in zip(COLUMNS, row, strict=True)})
+    # Not strict: records spooled by an older Warden lack the newest fields, which have defaults.
+    event = ExchangeEvent(**{name: _typed(name, value) for name, value in zip(COLUMNS, row, strict=False)})
     transcript = None
     if sealed is not None:
         transcript = TranscriptRow(

@@ -65,7 +65,9 @@ class Exchange:
         total += self.completion_tokens * price.output
         return round(total)
 
-    def to_event(self, price: Price | None, subject_hash: str = "", retention_days: int = 0) -> ExchangeEvent:
+    def to_event(
+        self, price: Price | None, subject_hash: str = "", retention_days: int = 0, refusal: bool = False
+    ) -> ExchangeEvent:
         end = self.end_s if self.end_s is not None else perf_counter()
         latency = end - self.t0
         overhead = self.head_overhead_s + self.stream_work_s if self.streamed else latency - self.upstream_s
@@ -96,6 +98,7 @@ class Exchange:
             choices=self.choices,
             subject_hash=subject_hash,
             retention_days=retention_days,
+            refusal=refusal,
         )
 
 

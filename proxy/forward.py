@@ -19,6 +19,7 @@ from proxy.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
 from proxy.exchange import Exchange
 from proxy.keys import KeyStore, Principal
+from proxy.refusal import is_refusal
 from proxy.router import Router
 from proxy.settings import Settings
 from proxy.sse import SseRelay
@@ -372,7 +373,10 @@ class Forwarder:
                 subject_hash = self.keyring.subject_hash(principal.tenant, exchange.subject)
             team = principal.team if principal else ""
             event = exchange.to_event(
-                self.prices.get(exchange.model), subject_hash, self.settings.retention_days(team)
+                self.prices.get(exchange.model),
+                subject_hash,
+                self.settings.retention_days(team),
+                is_refusal(exchange.answer) if exchange.status == 200 else False,
             )
             transcript = None
             if self._store_transcripts and principal is not None and exchange.prompt is not None:

@@ -1,0 +1,459 @@
+"""Dashboard queries: every one takes the caller's Scope and Filters, aggregates in ClickHouse (hourly
+rollups where they suffice, raw rows where a distribution is needed) and returns plain data."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from analytics.access import Scope
+
+MAX_RANGE = timedelta(days=400)
+PRESETS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,255}$")
+MIN_SAMPLE = 100
+
+
+class FilterError(ValueError):
+    """A filter the caller must fix; `status` 400 (malformed) or 403 (outside the caller's scope)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    since: datetime
+    until: datetime
+    teams: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def hours(self) -> float:
+        return (self.until - self.since).total_seconds() / 3600
+
+
+def parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(f"{name} must be an ISO 8601 time such as 2026-11-01T00:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_filters(args: Mapping[str, Any], now: datetime | None = None) -> Filters:
+    """Filters from query parameters: range (1h, 24h, 7d, 30d, 90d) or since/until, and lists of
+    team, project, model and key (repeated or comma-separated)."""
+    now = now or datetime.now(UTC)
+    if args.get("since") or args.get("until"):
+        until = parse_time(args["until"], "until") if args.get("until") else now
+        since = parse_time(args["since"], "since") if args.get("since") else until - PRESETS["24h"]
+    else:
+        preset = args.get("range") or "24h"
+        if preset not in PRESETS:
+            raise FilterError(f"range must be one of {', '.join(PRESETS)}")
+        until, since = now, now - PRESETS[preset]
+    if since >= until:
+        raise FilterError("since must be before until")
+    if until - since > MAX_RANGE:
+        raise FilterError(f"the time range is limited to {MAX_RANGE.days} days")
+
+    def names(key: str) -> tuple[str, ...]:
+        raw = args.getlist(key) if hasattr(args, "getlist") else [args.get(key) or ""]
+        values = tuple(sorted({v.strip() for item in raw for v in str(item).split(",") if v.strip()}))
+        for value in values:
+            if not _NAME.match(value):
+                raise FilterError(f"{key} {value!r} is not a valid name")
+        if len(values) > 50:
+            raise FilterError(f"at most 50 values for {key}")
+        return values
+
+    return Filters(since, until, names("team"), names("project"), names("model"), names("key"))
+
+
+def condition(filters: Filters, scope: Scope, time_column: str = "ts") -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (all values bound as parameters) for a scope and filters."""
+    teams = set(filters.teams)
+    if scope.teams is not None:
+        outside = teams - scope.teams
+        if outside:
+            raise FilterError(f"team {sorted(outside)[0]!r} is outside your scope", 403)
+        teams = teams or set(scope.teams)
+    parts = [
+        "tenant = {tenant:String}",
+        f"{time_column} >= {{since:DateTime64(3, 'UTC')}}",
+        f"{time_column} < {{until:DateTime64(3, 'UTC')}}",
+    ]
+    params: dict[str, Any] = {"tenant": scope.tenant, "since": filters.since, "until": filters.until}
+    for column, values, key in (
+        ("team", sorted(teams), "teams"),
+        ("project", filters.projects, "projects"),
+        ("model", filters.models, "models"),
+        ("api_key_id", filters.keys, "keys"),
+    ):
+        if values:
+            parts.append(f"has({{{key}:Array(String)}}, {column})")
+            params[key] = list(values)
+    return " AND ".join(parts), params
+
+
+def bucket(filters: Filters) -> str:
+    return "toStartOfHour(hour)" if filters.hours <= 24 * 8 else "toStartOfDay(hour)"
+
+
+def _rows(client: Any, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    result = client.query(sql, parameters=params)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def _q(values: Any) -> list[float | None]:
+    return [
+        None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 3)
+        for v in (values or [])
+    ]
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+    where, params = condition(filters, scope, "hour")
+    params["hour_since"] = filters.since
+    totals = _rows(
+        client,
+        f"""
+        SELECT sum(requests) AS requests, sum(errors) AS errors, sum(spend_micro_usd) AS spend_micro_usd,
+               sum(unpriced) AS unpriced, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(refusals) AS refusals,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms
+        FROM requests_hourly WHERE {where}""",
+        params,
+    )[0]
+    requests = int(totals["requests"] or 0)
+    top = {}
+    for dim in ("model", "team"):
+        top[dim] = _rows(
+            client,
+            f"""
+            SELECT {dim} AS name, sum(requests) AS requests, sum(errors) AS errors,
+                   sum(spend_micro_usd) AS spend_micro_usd
+            FROM requests_hourly WHERE {where} GROUP BY name ORDER BY requests DESC LIMIT 10""",
+            params,
+        )
+    raw_where, raw_params = condition(filters, scope)
+    errors = _rows(
+        client,
+        f"""
+        SELECT error_class, status, count() AS requests FROM requests
+        WHERE {raw_where} AND error_class != '' GROUP BY error_class, status ORDER BY requests DESC LIMIT 20""",
+        raw_params,
+    )
+    return {
+        "requests": requests,
+        "errors": int(totals["errors"] or 0),
+        "error_rate": (totals["errors"] / requests) if requests else None,
+        "spend_usd": (totals["spend_micro_usd"] or 0) / 1e6,
+        "unpriced_requests": int(totals["unpriced"] or 0),
+        "tokens": {
+            "prompt": int(totals["prompt_tokens"] or 0),
+            "completion": int(totals["completion_tokens"] or 0),
+        },
+        "latency_ms": dict(zip(("p50", "p95", "p99"), _q(totals["latency_ms"]), strict=False))
+        if requests
+        else {},
+        "top_models": top["model"],
+        "top_teams": top["team"],
+        "errors_by_class": errors,
+    }
+
+
+def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+    where, params = condition(filters, scope, "hour")
+    series = _rows(
+        client,
+        f"""
+        SELECT {bucket(filters)} AS t, sum(requests) AS requests,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(ttft) AS ttft_ms
+        FROM requests_hourly WHERE {where} GROUP BY t ORDER BY t""",
+        params,
+    )
+    by_model = _rows(
+        client,
+        f"""
+        SELECT model, upstream, sum(requests) AS requests,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(overhead) AS overhead_ms,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(upstream_time) AS upstream_ms
+        FROM requests_hourly WHERE {where} GROUP BY model, upstream ORDER BY requests DESC LIMIT 20""",
+        params,
+    )
+    raw_where, raw_params = condition(filters, scope)
+    speed = _rows(
+        client,
+        f"""
+        SELECT model, quantileTDigest(0.5)(completion_tokens / greatest((latency_ms - ifNull(ttft_ms, 0)) / 1000,
+               0.001)) AS tokens_per_second
+        FROM requests WHERE {raw_where} AND status = 200 AND completion_tokens > 0
+        GROUP BY model ORDER BY model""",
+        raw_params,
+    )
+    for row in series:
+        row["latency_ms"], row["ttft_ms"] = _q(row["latency_ms"]), _q(row["ttft_ms"])
+    for row in by_model:
+        for key in ("latency_ms", "overhead_ms", "upstream_ms"):
+            row[key] = _q(row[key])
+    return {
+        "series": series,
+        "by_model": by_model,
+        "tokens_per_second": {r["model"]: round(r["tokens_per_second"], 1) for r in speed},
+    }
+
+
+def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+    where, params = condition(filters, scope, "hour")
+    series = _rows(
+        client,
+        f"""
+        SELECT {bucket(filters)} AS t, model, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
+               sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+        FROM requests_hourly WHERE {where} GROUP BY t, model ORDER BY t, model""",
+        params,
+    )
+    by = {}
+    for dim, column in (("model", "model"), ("team", "team"), ("key", "api_key_id")):
+        by[dim] = _rows(
+            client,
+            f"""
+            SELECT {column} AS name, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
+                   sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+            FROM requests_hourly WHERE {where} GROUP BY name ORDER BY spend_usd DESC LIMIT 15""",
+            params,
+        )
+    total = sum(r["spend_usd"] for r in by["model"])
+    days = filters.hours / 24
+    return {
+        "series": series,
+        "by_model": by["model"],
+        "by_team": by["team"],
+        "by_key": by["key"],
+        "total_usd": total,
+        "unpriced_requests": sum(int(r["unpriced"]) for r in by["model"]),
+        "projected_month_usd": total / days * 30 if days >= 1 else None,
+    }
+
+
+def behaviour(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+    where, params = condition(filters, scope)
+    by_model = _rows(
+        client,
+        f"""
+        SELECT model, count() AS requests, countIf(refusal) / count() AS refusal_rate,
+               countIf(status >= 400) / count() AS error_rate,
+               quantilesTDigest(0.5, 0.9)(completion_tokens) AS completion_tokens
+        FROM requests WHERE {where} GROUP BY model ORDER BY requests DESC LIMIT 20""",
+        params,
+    )
+    finish = _rows(
+        client,
+        f"""
+        SELECT model, if(finish_reason = '', '(none)', finish_reason) AS finish_reason, count() AS requests
+        FROM requests WHERE {where} GROUP BY model, finish_reason ORDER BY model, requests DESC""",
+        params,
+    )
+    lengths = _rows(
+        client,
+        f"""
+        SELECT model, bin * 50 AS completion_tokens, count() AS requests FROM (
+            SELECT model, least(intDiv(completion_tokens, 50), 40) AS bin FROM requests
+            WHERE {where} AND status = 200) GROUP BY model, bin ORDER BY model, bin""",
+        params,
+    )
+    for row in by_model:
+        row["completion_tokens"] = _q(row["completion_tokens"])
+    return {
+        "by_model": by_model,
+        "finish_reasons": finish,
+        "completion_length": lengths,
+        "toxicity": None,
+        "pii": None,
+        "note": "toxicity and PII findings appear once policies are enabled",
+    }
+
+
+def violations(client: Any, filters: Filters, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
+    """Requests Warden refused or that failed policy-like checks: metrics only, newest first."""
+    where, params = condition(filters, scope)
+    params["limit"] = limit
+    rows = _rows(
+        client,
+        f"""
+        SELECT request_id, ts, team, model, api_key_id, status, error_class FROM requests
+        WHERE {where} AND status IN (400, 403, 413) ORDER BY ts DESC LIMIT {{limit:UInt32}}""",
+        params,
+    )
+    for row in rows:
+        row["request_id"] = str(row["request_id"])
+    return rows
+
+
+# -- drift -------------------------------------------------------------------------------------
+
+DRIFT_METRICS = {
+    "latency_ms": "latency_ms",
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+    "upstream_ms": "upstream_ms",
+}
+DRIFT_RATES = {
+    "error_rate": "status >= 400",
+    "refusal_rate": "refusal",
+    "truncation_rate": "finish_reason = 'length'",
+    "client_error_rate": "status >= 400 AND status < 500",
+}
+
+
+def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dict[str, Any]:
+    """Current window against a frozen baseline, per model: PSI and Jensen-Shannon distance on
+    fixed reference-decile bins, and two-proportion z-tests on rates."""
+    base_where, base_params = condition(baseline, scope)
+    cur_where, cur_params = condition(current, scope)
+    cur_params = {f"c_{k}": v for k, v in cur_params.items()}
+    for name in list(cur_params):
+        cur_where = cur_where.replace("{" + name[2:] + ":", "{" + name + ":")
+    models = [
+        r["model"]
+        for r in _rows(
+            client,
+            f"""
+        SELECT model FROM requests WHERE {cur_where} GROUP BY model ORDER BY count() DESC LIMIT 10""",
+            cur_params,
+        )
+    ]
+    results = []
+    for model in models:
+        params = {**base_params, **cur_params, "model": model}
+        sizes = _rows(
+            client,
+            f"""
+            SELECT countIf({base_where}) AS base, countIf({cur_where}) AS cur FROM requests
+            WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where}))""",
+            params,
+        )[0]
+        entry: dict[str, Any] = {
+            "model": model,
+            "baseline_n": int(sizes["base"]),
+            "current_n": int(sizes["cur"]),
+        }
+        if sizes["base"] < MIN_SAMPLE or sizes["cur"] < MIN_SAMPLE:
+            entry["status"] = f"not enough data (need {MIN_SAMPLE} requests in each window)"
+            results.append(entry)
+            continue
+        metrics = {}
+        for metric, column in DRIFT_METRICS.items():
+            edges = _rows(
+                client,
+                f"""
+                SELECT quantilesExact(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)(toFloat64({column})) AS q
+                FROM requests WHERE model = {{model:String}} AND {base_where}""",
+                params,
+            )[0]["q"]
+            edges = sorted(set(float(e) for e in edges))
+            params["edges"] = edges
+            counts = _rows(
+                client,
+                f"""
+                SELECT arrayMap(i -> countIf({base_where} AND bin = i), range(toUInt64({len(edges) + 1}))) AS base,
+                       arrayMap(i -> countIf({cur_where} AND bin = i), range(toUInt64({len(edges) + 1}))) AS cur
+                FROM (SELECT *, arrayCount(e -> toFloat64({column}) > e, {{edges:Array(Float64)}}) AS bin
+                      FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where})))""",
+                params,
+            )[0]
+            metrics[metric] = {
+                "psi": round(psi(counts["base"], counts["cur"]), 4),
+                "js_distance": round(js_distance(counts["base"], counts["cur"]), 4),
+            }
+        rates = {}
+        for rate, predicate in DRIFT_RATES.items():
+            row = _rows(
+                client,
+                f"""
+                SELECT countIf({base_where} AND {predicate}) AS base_hits, countIf({cur_where} AND {predicate}) AS cur_hits
+                FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where}))""",
+                params,
+            )[0]
+            z, p = two_proportion_z(
+                int(row["base_hits"]), int(sizes["base"]), int(row["cur_hits"]), int(sizes["cur"])
+            )
+            rates[rate] = {
+                "baseline": row["base_hits"] / sizes["base"],
+                "current": row["cur_hits"] / sizes["cur"],
+                "z": round(z, 3),
+                "p_value": p,
+            }
+        entry.update(status="ok", metrics=metrics, rates=rates, changed=what_changed(metrics, rates))
+        results.append(entry)
+    return {"models": results, "thresholds": {"psi_moderate": 0.1, "psi_major": 0.25, "p_value": 0.01}}
+
+
+def psi(base: list[int], cur: list[int], floor: float = 1e-4) -> float:
+    """Population stability index over the same bins (0.1: moderate shift, 0.25: major)."""
+    nb, nc = sum(base) or 1, sum(cur) or 1
+    total = 0.0
+    for b, c in zip(base, cur, strict=True):
+        pb, pc = max(b / nb, floor), max(c / nc, floor)
+        total += (pc - pb) * math.log(pc / pb)
+    return total
+
+
+def js_distance(base: list[int], cur: list[int]) -> float:
+    """Jensen-Shannon distance (base 2): 0 identical, 1 disjoint."""
+    nb, nc = sum(base) or 1, sum(cur) or 1
+    p, q = [b / nb for b in base], [c / nc for c in cur]
+    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+
+    def kl(x: list[float], y: list[float]) -> float:
+        return sum(a * math.log2(a / b) for a, b in zip(x, y, strict=True) if a > 0)
+
+    return math.sqrt(max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0))
+
+
+def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
+    """z statistic and two-sided p-value for p2 != p1."""
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 0.0, 1.0
+    z = (x2 / n2 - x1 / n1) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def what_changed(metrics: dict[str, Any], rates: dict[str, Any]) -> list[str]:
+    changed = []
+    for name, values in metrics.items():
+        if values["psi"] >= 0.25:
+            changed.append(f"{name}: major shift (PSI {values['psi']:.2f})")
+        elif values["psi"] >= 0.1:
+            changed.append(f"{name}: moderate shift (PSI {values['psi']:.2f})")
+    for name, values in rates.items():
+        if values["p_value"] < 0.01:
+            direction = "up" if values["current"] > values["baseline"] else "down"
+            changed.append(
+                f"{name} {direction}: {values['baseline']:.1%} → {values['current']:.1%} "
+                f"(p={values['p_value']:.1e})"
+            )
+    return changed

@@ -1,0 +1,146 @@
+"""Plotly figures for each page, built from the query results (axis titles, units and legends on all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+LAYOUT = {
+    "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+    "height": 360,
+    "template": "plotly_white",
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def _figure(title: str, x_title: str, y_title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, showlegend=True, **LAYOUT)
+    return fig
+
+
+def overview(data: dict[str, Any]) -> list[go.Figure]:
+    models = _figure("Requests by model", "model", "requests")
+    models.add_bar(
+        x=[r["name"] for r in data["top_models"]],
+        y=[r["requests"] for r in data["top_models"]],
+        name="requests",
+    )
+    models.add_bar(
+        x=[r["name"] for r in data["top_models"]], y=[r["errors"] for r in data["top_models"]], name="errors"
+    )
+    teams = _figure("Spend by team", "team", "spend (USD)")
+    teams.add_bar(
+        x=[r["name"] for r in data["top_teams"]],
+        y=[r["spend_micro_usd"] / 1e6 for r in data["top_teams"]],
+        name="spend (USD)",
+    )
+    return [models, teams]
+
+
+def latency(data: dict[str, Any]) -> list[go.Figure]:
+    over_time = _figure("Latency over time", "time (UTC)", "latency (ms)")
+    times = [r["t"] for r in data["series"]]
+    for index, label in enumerate(("p50", "p95", "p99")):
+        over_time.add_scatter(
+            x=times,
+            y=[_at(r["latency_ms"], index) for r in data["series"]],
+            name=f"{label}",
+            mode="lines+markers",
+        )
+    over_time.add_scatter(
+        x=times,
+        y=[_at(r["ttft_ms"], 0) for r in data["series"]],
+        name="time to first token p50",
+        mode="lines",
+        line={"dash": "dot"},
+    )
+    split = _figure("Warden overhead vs upstream time (p50)", "model / upstream", "time (ms)")
+    names = [f"{r['model']} / {r['upstream']}" for r in data["by_model"]]
+    split.add_bar(x=names, y=[_at(r["upstream_ms"], 0) for r in data["by_model"]], name="upstream")
+    split.add_bar(x=names, y=[_at(r["overhead_ms"], 0) for r in data["by_model"]], name="Warden overhead")
+    split.update_layout(barmode="stack")
+    speed = _figure("Output speed (p50)", "model", "tokens per second")
+    speed.add_bar(
+        x=list(data["tokens_per_second"]), y=list(data["tokens_per_second"].values()), name="tokens/s"
+    )
+    return [over_time, split, speed]
+
+
+def cost(data: dict[str, Any]) -> list[go.Figure]:
+    over_time = _figure("Spend over time by model", "time (UTC)", "spend (USD)")
+    for model in sorted({r["model"] for r in data["series"]}):
+        rows = [r for r in data["series"] if r["model"] == model]
+        over_time.add_bar(x=[r["t"] for r in rows], y=[r["spend_usd"] for r in rows], name=model)
+    over_time.update_layout(barmode="stack")
+    teams = _figure("Spend by team", "team", "spend (USD)")
+    teams.add_bar(
+        x=[r["name"] for r in data["by_team"]], y=[r["spend_usd"] for r in data["by_team"]], name="spend"
+    )
+    tokens = _figure("Tokens by model", "model", "tokens")
+    tokens.add_bar(
+        x=[r["name"] for r in data["by_model"]],
+        y=[r["prompt_tokens"] for r in data["by_model"]],
+        name="prompt",
+    )
+    tokens.add_bar(
+        x=[r["name"] for r in data["by_model"]],
+        y=[r["completion_tokens"] for r in data["by_model"]],
+        name="completion",
+    )
+    return [over_time, teams, tokens]
+
+
+def drift(data: dict[str, Any]) -> list[go.Figure]:
+    figure = _figure("Distribution shift against the baseline (PSI)", "model", "PSI")
+    ready = [m for m in data["models"] if m.get("status") == "ok"]
+    metrics = sorted({name for m in ready for name in m["metrics"]})
+    for metric in metrics:
+        figure.add_bar(
+            x=[m["model"] for m in ready], y=[m["metrics"][metric]["psi"] for m in ready], name=metric
+        )
+    figure.add_hrect(y0=0.1, y1=0.25, fillcolor="orange", opacity=0.12, line_width=0)
+    figure.add_hrect(
+        y0=0.25,
+        y1=max([0.5] + [m["metrics"][k]["psi"] for m in ready for k in m["metrics"]]),
+        fillcolor="red",
+        opacity=0.08,
+        line_width=0,
+    )
+    rates = _figure("Rates: baseline vs current", "model / rate", "rate")
+    names = [f"{m['model']} / {r}" for m in ready for r in m["rates"]]
+    rates.add_bar(x=names, y=[m["rates"][r]["baseline"] for m in ready for r in m["rates"]], name="baseline")
+    rates.add_bar(x=names, y=[m["rates"][r]["current"] for m in ready for r in m["rates"]], name="current")
+    return [figure, rates]
+
+
+def behaviour(data: dict[str, Any]) -> list[go.Figure]:
+    refusals = _figure("Refusal and error rates by model", "model", "share of requests")
+    refusals.add_bar(
+        x=[r["model"] for r in data["by_model"]],
+        y=[r["refusal_rate"] for r in data["by_model"]],
+        name="refusals",
+    )
+    refusals.add_bar(
+        x=[r["model"] for r in data["by_model"]], y=[r["error_rate"] for r in data["by_model"]], name="errors"
+    )
+    finish = _figure("Finish reasons by model", "model", "requests")
+    for reason in sorted({r["finish_reason"] for r in data["finish_reasons"]}):
+        rows = [r for r in data["finish_reasons"] if r["finish_reason"] == reason]
+        finish.add_bar(x=[r["model"] for r in rows], y=[r["requests"] for r in rows], name=reason)
+    finish.update_layout(barmode="stack")
+    lengths = _figure("Response length", "completion tokens (bins of 50)", "requests")
+    for model in sorted({r["model"] for r in data["completion_length"]}):
+        rows = [r for r in data["completion_length"] if r["model"] == model]
+        lengths.add_scatter(
+            x=[r["completion_tokens"] for r in rows],
+            y=[r["requests"] for r in rows],
+            name=model,
+            mode="lines",
+        )
+    return [refusals, finish, lengths]
+
+
+def _at(values: list[Any] | None, index: int) -> Any:
+    return values[index] if values and len(values) > index else None

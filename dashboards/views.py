@@ -1,0 +1,172 @@
+"""Dashboard pages and their JSON twins, scoped to the viewer's teams."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import plotly
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
+
+from analytics import queries
+from analytics.access import Permission, allows, scope_for
+from dashboards import figures
+from dashboards.access import page
+
+bp = Blueprint("dashboards", __name__, url_prefix="/dashboards", template_folder="templates")
+PAGES = ("overview", "latency", "cost", "drift", "behaviour", "audit")
+TITLES = {
+    "overview": "Overview",
+    "latency": "Latency",
+    "cost": "Cost",
+    "drift": "Drift",
+    "behaviour": "Behaviour",
+    "audit": "Audit",
+}
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _services() -> Any:
+    return current_app.extensions["warden"]
+
+
+def _data(name: str) -> dict[str, Any]:
+    actor = g.warden_actor
+    scope = scope_for(actor, Permission.DASHBOARDS_READ)
+    assert scope is not None
+    filters = queries.parse_filters(request.args)
+    client = _services().clickhouse()
+    if name == "overview":
+        return queries.overview(client, filters, scope)
+    if name == "latency":
+        return queries.latency(client, filters, scope)
+    if name == "cost":
+        return queries.cost(client, filters, scope)
+    if name == "behaviour":
+        return queries.behaviour(client, filters, scope)
+    if name == "drift":
+        since = request.args.get("baseline_since")
+        until = request.args.get("baseline_until")
+        length = filters.until - filters.since
+        baseline = queries.Filters(
+            queries.parse_time(since, "baseline_since") if since else filters.since - length,
+            queries.parse_time(until, "baseline_until") if until else filters.since,
+            filters.teams,
+            filters.projects,
+            filters.models,
+            filters.keys,
+        )
+        if baseline.since >= baseline.until:
+            raise queries.FilterError("baseline_since must be before baseline_until")
+        result = queries.drift(client, filters, baseline, scope)
+        result["baseline"] = {"since": baseline.since.isoformat(), "until": baseline.until.isoformat()}
+        return result
+    # audit
+    result: dict[str, Any] = {
+        "violations": queries.violations(client, filters, scope),
+        "transcripts_readable": [],
+        "admin_log": None,
+    }
+    result["transcripts_readable"] = [
+        v["request_id"] for v in result["violations"] if allows(actor, Permission.TRANSCRIPTS_READ, v["team"])
+    ]
+    if allows(actor, Permission.AUDIT_READ):
+        # The admin log lives in the metadata DB; app.py hands dashboards a reader for it.
+        entries = current_app.extensions["warden.audit_entries"](actor.tenant, 100)
+        result["admin_log"] = [
+            {
+                "seq": e.seq,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "outcome": e.outcome,
+                "ip": e.ip,
+            }
+            for e in entries
+        ]
+    return result
+
+
+def _render_figures(name: str, data: dict[str, Any]) -> list[str]:
+    build = getattr(figures, name, None)
+    # Names in the data come from requests (a model name can be anything a caller sent): the JSON goes
+    # inside a <script>, so no "</" may survive to close it.
+    return (
+        [fig.to_json().replace("</", "<\\/").replace("<!--", "<\\!--") for fig in build(data)]
+        if build
+        else []
+    )
+
+
+@bp.get("/plotly.min.js")
+@page(Permission.DASHBOARDS_READ)
+def plotly_js() -> Response:
+    # Served from the installed package: deployments are often offline, so no CDN.
+    return send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)
+
+
+def _view(name: str, as_json: bool) -> Any:
+    try:
+        data = _data(name)
+    except queries.FilterError as exc:
+        if as_json:
+            response = jsonify(
+                {
+                    "error": {
+                        "message": str(exc),
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "bad_filter" if exc.status == 400 else "outside_scope",
+                    }
+                }
+            )
+            response.status_code = exc.status
+            return response
+        return render_template(
+            "dashboard.html",
+            page=name,
+            pages=PAGES,
+            titles=TITLES,
+            figures=[],
+            data=None,
+            message=str(exc),
+            args=request.args,
+        ), exc.status
+    if as_json:
+        return Response(json.dumps(data, default=_plain), mimetype="application/json")
+    return render_template(
+        "dashboard.html",
+        page=name,
+        pages=PAGES,
+        titles=TITLES,
+        data=data,
+        message="",
+        figures=_render_figures(name, data),
+        args=request.args,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+for _name in PAGES:
+
+    def _make(name: str) -> tuple[Any, Any]:
+        @page(Permission.DASHBOARDS_READ)
+        def html_view() -> Any:
+            return _view(name, as_json=False)
+
+        @page(Permission.DASHBOARDS_READ)
+        def json_view() -> Any:
+            return _view(name, as_json=True)
+
+        return html_view, json_view
+
+    _html, _json = _make(_name)
+    bp.add_url_rule(f"/{_name}", f"{_name}", _html, methods=["GET"])
+    bp.add_url_rule(f"/{_name}.json", f"{_name}_json", _json, methods=["GET"])
