@@ -374,15 +374,19 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
             )[0]["q"]
             edges = sorted(set(float(e) for e in edges))
             params["edges"] = edges
-            counts = _rows(
+            bins = _rows(
                 client,
                 f"""
-                SELECT arrayMap(i -> countIf({base_where} AND bin = i), range(toUInt64({len(edges) + 1}))) AS base,
-                       arrayMap(i -> countIf({cur_where} AND bin = i), range(toUInt64({len(edges) + 1}))) AS cur
+                SELECT bin, countIf({base_where}) AS base, countIf({cur_where}) AS cur
                 FROM (SELECT *, arrayCount(e -> toFloat64({column}) > e, {{edges:Array(Float64)}}) AS bin
-                      FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where})))""",
+                      FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where})))
+                GROUP BY bin""",
                 params,
-            )[0]
+            )
+            counts = {"base": [0] * (len(edges) + 1), "cur": [0] * (len(edges) + 1)}
+            for row in bins:
+                counts["base"][row["bin"]] = int(row["base"])
+                counts["cur"][row["bin"]] = int(row["cur"])
             metrics[metric] = {
                 "psi": round(psi(counts["base"], counts["cur"]), 4),
                 "js_distance": round(js_distance(counts["base"], counts["cur"]), 4),

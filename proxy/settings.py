@@ -18,6 +18,8 @@ import yaml
 CONFIG_ENV = "WARDEN_CONFIG"
 ENV_PREFIX = "WARDEN_"
 UPSTREAM_TYPES = ("openai",)
+# ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
+MAX_RETENTION_DAYS = 18250
 
 
 class ConfigError(ValueError):
@@ -267,8 +269,8 @@ class _Builder:
         transcripts = self.dataclass_section(raw, "transcripts", TranscriptSettings)
         if transcripts.store not in ("full", "none"):
             raise self.fail(("transcripts", "store"), "must be full or none")
-        if not 0 <= transcripts.retention_days <= 36500:
-            raise self.fail(("transcripts", "retention_days"), "must be between 0 and 36500")
+        if not 0 <= transcripts.retention_days <= MAX_RETENTION_DAYS:
+            raise self.fail(("transcripts", "retention_days"), f"must be between 0 and {MAX_RETENTION_DAYS}")
         retention = self.retention(raw.get("retention"))
         compliance = self.dataclass_section(raw, "compliance", ComplianceSettings)
         exports = self.dataclass_section(raw, "exports", ExportSettings)
@@ -307,8 +309,8 @@ class _Builder:
         for path, value in [(("retention", "days"), days)] + [
             (("retention", "teams", t), v) for t, v in checked.items()
         ]:
-            if not 0 <= value <= 36500:
-                raise self.fail(path, "must be between 0 and 36500 (0 keeps rows forever)")
+            if not 0 <= value <= MAX_RETENTION_DAYS:
+                raise self.fail(path, f"must be between 0 and {MAX_RETENTION_DAYS} (0 keeps rows)")
         return RetentionSettings(days, checked)
 
     def dataclass_section(self, raw: dict[str, Any], name: str, cls: type) -> Any:

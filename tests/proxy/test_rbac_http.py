@@ -50,6 +50,12 @@ EXPECTED = {
     ("POST", "/api/erasure"): "data:erase",
     ("POST", "/api/exports"): "exports:create",
     ("GET", "/api/exports/<export_id>/<name>"): "exports:create",
+    ("GET", "/dashboards/plotly.min.js"): "dashboards:read",
+    **{
+        ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
+        for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
+        for suffix in ("", ".json")
+    },
     **{
         (method, f"{prefix}{path}"): "api_key"
         for prefix in ("/v1", "")
@@ -151,7 +157,11 @@ def test_route_by_role_matrix(rbac: LiveWarden, who: str) -> None:
         elif permission == "api_key":
             assert status == 401, (method, rule, who, status)  # people and the admin token are not callers
         elif who == "anonymous":
-            page = rule == "/" or rule.startswith("/transcripts/")
+            page = (
+                rule == "/"
+                or rule.startswith("/transcripts/")
+                or (rule.startswith("/dashboards/") and not rule.endswith(".json"))
+            )
             assert status == (302 if page else 401), (method, rule, status)
         elif permission == "signed_in" or role in HOLDERS[permission]:
             assert status not in (401, 403), (method, rule, who, status, response.text)

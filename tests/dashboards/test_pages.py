@@ -1,0 +1,159 @@
+"""Dashboards on real ClickHouse: numbers match the data, scope cannot be escaped by URL, bad input
+gets clear messages, drift finds the injected change, and names from requests cannot inject script."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analytics.access import Binding
+from analytics.synthetic import generate
+from proxy.fake_upstream import FakeUpstream
+from proxy.identity import Change
+from tests.conftest import LiveWarden, make_settings
+from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
+
+UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
+SINCE = UNTIL - timedelta(days=10)
+WINDOW = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
+    live = LiveWarden(make_settings(tmp_path, fake_upstream.base_url, auth={"admin_token": ADMIN_TOKEN}))
+    generate(live.services.clickhouse(), 40_000, SINCE, UNTIL, drift_at=0.5)
+    setup = Change("cli:test", "default")
+    for team in ("alpha", "beta"):
+        live.services.directory.create_team(team, setup)
+    live.services.directory.create_user("alpha-viewer", PASSWORD, setup, (Binding("viewer", "alpha"),))
+    live.root = live.base_url.removesuffix("/v1")  # type: ignore[attr-defined]
+    yield live
+    live.stop()
+
+
+def admin(live: LiveWarden) -> httpx.Client:
+    return httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)  # type: ignore[attr-defined]
+
+
+def test_overview_and_cost_match_the_rows(seeded: LiveWarden) -> None:
+    client = admin(seeded)
+    overview = client.get("/dashboards/overview.json", params=WINDOW).json()
+    (truth,) = seeded.rows(
+        "SELECT count(), countIf(status >= 400), sum(ifNull(cost_micro_usd, 0)), "
+        "countIf(cost_micro_usd IS NULL AND status < 400) "
+        "FROM requests"
+    )
+    assert overview["requests"] == truth[0] == 40_000
+    assert overview["errors"] == truth[1]
+    assert overview["spend_usd"] == pytest.approx(truth[2] / 1e6)
+    assert overview["unpriced_requests"] == truth[3] > 0  # the unpriced model is never shown as $0
+    assert 150 < overview["latency_ms"]["p50"] < overview["latency_ms"]["p95"] < overview["latency_ms"]["p99"]
+    assert {r["name"] for r in overview["top_teams"]} == {"alpha", "beta", "gamma", "delta"}
+    cost = client.get("/dashboards/cost.json", params=WINDOW).json()
+    local = next(r for r in cost["by_model"] if r["name"] == "local")
+    assert local["spend_usd"] == 0 and local["unpriced"] > 0
+    assert cost["projected_month_usd"] == pytest.approx(cost["total_usd"] / 10 * 30)
+
+
+def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
+    client = admin(seeded)
+    for page, figures in (
+        ("overview", 2),
+        ("latency", 3),
+        ("cost", 3),
+        ("drift", 2),
+        ("behaviour", 3),
+        ("audit", 0),
+    ):
+        html = client.get(f"/dashboards/{page}", params=WINDOW)
+        assert html.status_code == 200, (page, html.text[:300])
+        assert html.text.count('class="figure"') == figures
+        assert "/dashboards/plotly.min.js" in html.text and "cdn" not in html.text.lower()
+    assert (
+        client.get("/dashboards/plotly.min.js").headers["content-type"].startswith("application/javascript")
+    )
+
+
+def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:
+    middle = SINCE + (UNTIL - SINCE) / 2
+    params = {
+        "since": middle.isoformat(),
+        "until": UNTIL.isoformat(),
+        "baseline_since": SINCE.isoformat(),
+        "baseline_until": middle.isoformat(),
+    }
+    data = admin(seeded).get("/dashboards/drift.json", params=params).json()
+    models = {m["model"]: m for m in data["models"]}
+    assert models["gpt-4o"]["metrics"]["latency_ms"]["psi"] > 0.25
+    assert any("latency_ms: major shift" in c for c in models["gpt-4o"]["changed"])
+    assert models["claude-x"]["rates"]["refusal_rate"]["p_value"] < 0.01
+    assert models["gpt-4o-mini"]["changed"] == [], "no false alarm where nothing changed"
+    thin = (
+        admin(seeded)
+        .get(
+            "/dashboards/drift.json",
+            params={
+                **params,
+                "baseline_until": SINCE.isoformat(),
+                "baseline_since": (SINCE - timedelta(days=1)).isoformat(),
+            },
+        )
+        .json()
+    )
+    assert all(m["status"].startswith("not enough data") for m in thin["models"])
+
+
+def test_scope_cannot_be_escaped_by_url(seeded: LiveWarden) -> None:
+    viewer = sign_in(seeded.root, "alpha-viewer")  # type: ignore[attr-defined]
+    mine = viewer.get("/dashboards/overview.json", params=WINDOW).json()
+    assert [r["name"] for r in mine["top_teams"]] == ["alpha"] and mine["requests"] == 10_000
+    escape = viewer.get("/dashboards/overview.json", params={**WINDOW, "team": "beta"})
+    assert escape.status_code == 403 and "outside your scope" in escape.json()["error"]["message"]
+    assert viewer.get("/dashboards/cost", params={**WINDOW, "team": "alpha,beta"}).status_code == 403
+    assert viewer.get("/dashboards/audit.json", params=WINDOW).json()["admin_log"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"since": "yesterday"}, "ISO 8601"),
+        ({"since": "2026-11-10T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "before until"),
+        ({"since": "2020-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "limited to 400 days"),
+        ({"range": "forever"}, "range must be one of"),
+        ({"model": "x' OR 1=1 --"}, "not a valid name"),
+        (
+            {"baseline_since": "2026-11-15T00:00:00Z", "baseline_until": "2026-11-14T00:00:00Z"},
+            "baseline_since",
+        ),
+    ],
+)
+def test_bad_filters_get_clear_messages(seeded: LiveWarden, params: dict[str, str], fragment: str) -> None:
+    client = admin(seeded)
+    page = "drift" if "baseline_since" in params else "overview"
+    response = client.get(f"/dashboards/{page}.json", params=params)
+    assert response.status_code == 400 and fragment in response.json()["error"]["message"]
+    html = client.get(f"/dashboards/{page}", params=params)
+    assert html.status_code == 400 and fragment.split()[0] in html.text
+
+
+def test_unknown_names_are_just_empty(seeded: LiveWarden) -> None:
+    data = admin(seeded).get("/dashboards/overview.json", params={**WINDOW, "model": "no-such-model"}).json()
+    assert data["requests"] == 0 and data["error_rate"] is None
+
+
+def test_names_from_requests_cannot_inject_script(seeded: LiveWarden) -> None:
+    hostile = "</script><script>alert(1)</script>"
+    seeded.services.clickhouse().command(
+        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
+        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 404)",
+        parameters={"ts": SINCE + timedelta(hours=1), "m": hostile},
+    )
+    html = admin(seeded).get("/dashboards/overview", params=WINDOW).text
+    assert hostile not in html and "<script>alert(1)" not in html
+    data = admin(seeded).get("/dashboards/overview.json", params=WINDOW).json()
+    assert hostile in json.dumps(data)  # kept as data, never as markup
