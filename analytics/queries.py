@@ -202,15 +202,12 @@ def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         FROM requests_hourly WHERE {where} GROUP BY model, upstream ORDER BY requests DESC LIMIT 20""",
         params,
     )
-    raw_where, raw_params = condition(filters, scope)
     speed = _rows(
         client,
         f"""
-        SELECT model, quantileTDigest(0.5)(completion_tokens / greatest((latency_ms - ifNull(ttft_ms, 0)) / 1000,
-               0.001)) AS tokens_per_second
-        FROM requests WHERE {raw_where} AND status = 200 AND completion_tokens > 0
-        GROUP BY model ORDER BY model""",
-        raw_params,
+        SELECT model, quantilesTDigestMerge(0.5, 0.9)(speed) AS tokens_per_second
+        FROM requests_hourly WHERE {where} GROUP BY model ORDER BY model""",
+        params,
     )
     for row in series:
         row["latency_ms"], row["ttft_ms"] = _q(row["latency_ms"]), _q(row["ttft_ms"])
@@ -220,7 +217,11 @@ def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     return {
         "series": series,
         "by_model": by_model,
-        "tokens_per_second": {r["model"]: round(r["tokens_per_second"], 1) for r in speed},
+        "tokens_per_second": {
+            r["model"]: _q(r["tokens_per_second"])[0]
+            for r in speed
+            if _q(r["tokens_per_second"])[:1] != [None]
+        },
     }
 
 
@@ -329,83 +330,93 @@ DRIFT_RATES = {
 
 def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dict[str, Any]:
     """Current window against a frozen baseline, per model: PSI and Jensen-Shannon distance on
-    fixed reference-decile bins, and two-proportion z-tests on rates."""
+    fixed reference-decile bins, and two-proportion z-tests on rates. Three scans in all: sizes and
+    rates, baseline deciles, and every metric's bin counts at once."""
     base_where, base_params = condition(baseline, scope)
     cur_where, cur_params = condition(current, scope)
     cur_params = {f"c_{k}": v for k, v in cur_params.items()}
-    for name in list(cur_params):
+    for name in cur_params:
         cur_where = cur_where.replace("{" + name[2:] + ":", "{" + name + ":")
-    models = [
-        r["model"]
-        for r in _rows(
-            client,
-            f"""
-        SELECT model FROM requests WHERE {cur_where} GROUP BY model ORDER BY count() DESC LIMIT 10""",
-            cur_params,
+    both = f"(({base_where}) OR ({cur_where}))"
+    params: dict[str, Any] = {**base_params, **cur_params}
+    rate_columns = ", ".join(
+        f"countIf({base_where} AND {predicate}) AS b_{name}, countIf({cur_where} AND {predicate}) AS c_{name}"
+        for name, predicate in DRIFT_RATES.items()
+    )
+    sized = _rows(
+        client,
+        f"""
+        SELECT model, countIf({base_where}) AS base, countIf({cur_where}) AS cur, {rate_columns}
+        FROM requests WHERE {both} GROUP BY model HAVING cur > 0 ORDER BY cur DESC LIMIT 10""",
+        params,
+    )
+    ready = [row["model"] for row in sized if row["base"] >= MIN_SAMPLE and row["cur"] >= MIN_SAMPLE]
+    edges: dict[str, dict[str, list[float]]] = {}
+    bins: dict[str, dict[str, tuple[list[int], list[int]]]] = {}
+    if ready:
+        params["models"] = ready
+        deciles = ", ".join(
+            f"quantiles(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)(toFloat64({column})) AS q_{name}"
+            for name, column in DRIFT_METRICS.items()
         )
-    ]
-    results = []
-    for model in models:
-        params = {**base_params, **cur_params, "model": model}
-        sizes = _rows(
+        for row in _rows(
             client,
             f"""
-            SELECT countIf({base_where}) AS base, countIf({cur_where}) AS cur FROM requests
-            WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where}))""",
+                SELECT model, {deciles} FROM requests
+                WHERE {base_where} AND has({{models:Array(String)}}, model) GROUP BY model""",
             params,
-        )[0]
-        entry: dict[str, Any] = {
-            "model": model,
-            "baseline_n": int(sizes["base"]),
-            "current_n": int(sizes["cur"]),
-        }
-        if sizes["base"] < MIN_SAMPLE or sizes["cur"] < MIN_SAMPLE:
+        ):
+            edges[row["model"]] = {
+                name: sorted({float(e) for e in row[f"q_{name}"]}) for name in DRIFT_METRICS
+            }
+        order = [m for m in ready if m in edges]
+        params["models"] = order
+        counters = []
+        for name, column in DRIFT_METRICS.items():
+            params[f"e_{name}"] = [edges[m][name] for m in order]
+            bin_expr = (
+                f"arrayCount(e -> toFloat64({column}) > e, "
+                f"{{e_{name}:Array(Array(Float64))}}[indexOf({{models:Array(String)}}, model)])"
+            )
+            one_hot = f"arrayMap(i -> toUInt64({bin_expr} = i), range(toUInt64(10)))"
+            counters.append(
+                f"sumForEachIf({one_hot}, {base_where}) AS b_{name}, "
+                f"sumForEachIf({one_hot}, {cur_where}) AS c_{name}"
+            )
+        for row in _rows(
+            client,
+            f"""
+                SELECT model, {", ".join(counters)} FROM requests
+                WHERE {both} AND has({{models:Array(String)}}, model) GROUP BY model""",
+            params,
+        ):
+            bins[row["model"]] = {
+                name: (list(row[f"b_{name}"]), list(row[f"c_{name}"])) for name in DRIFT_METRICS
+            }
+    results = []
+    for row in sized:
+        model = row["model"]
+        entry: dict[str, Any] = {"model": model, "baseline_n": int(row["base"]), "current_n": int(row["cur"])}
+        if model not in bins:
             entry["status"] = f"not enough data (need {MIN_SAMPLE} requests in each window)"
             results.append(entry)
             continue
         metrics = {}
-        for metric, column in DRIFT_METRICS.items():
-            edges = _rows(
-                client,
-                f"""
-                SELECT quantilesExact(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)(toFloat64({column})) AS q
-                FROM requests WHERE model = {{model:String}} AND {base_where}""",
-                params,
-            )[0]["q"]
-            edges = sorted(set(float(e) for e in edges))
-            params["edges"] = edges
-            bins = _rows(
-                client,
-                f"""
-                SELECT bin, countIf({base_where}) AS base, countIf({cur_where}) AS cur
-                FROM (SELECT *, arrayCount(e -> toFloat64({column}) > e, {{edges:Array(Float64)}}) AS bin
-                      FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where})))
-                GROUP BY bin""",
-                params,
-            )
-            counts = {"base": [0] * (len(edges) + 1), "cur": [0] * (len(edges) + 1)}
-            for row in bins:
-                counts["base"][row["bin"]] = int(row["base"])
-                counts["cur"][row["bin"]] = int(row["cur"])
-            metrics[metric] = {
-                "psi": round(psi(counts["base"], counts["cur"]), 4),
-                "js_distance": round(js_distance(counts["base"], counts["cur"]), 4),
+        for name in DRIFT_METRICS:
+            base_counts, cur_counts = bins[model][name]
+            width = len(edges[model][name]) + 1  # repeated deciles collapse bins; the rest stay empty
+            base_counts, cur_counts = base_counts[:width], cur_counts[:width]
+            metrics[name] = {
+                "psi": round(psi(base_counts, cur_counts), 4),
+                "js_distance": round(js_distance(base_counts, cur_counts), 4),
             }
         rates = {}
-        for rate, predicate in DRIFT_RATES.items():
-            row = _rows(
-                client,
-                f"""
-                SELECT countIf({base_where} AND {predicate}) AS base_hits, countIf({cur_where} AND {predicate}) AS cur_hits
-                FROM requests WHERE model = {{model:String}} AND (({base_where}) OR ({cur_where}))""",
-                params,
-            )[0]
-            z, p = two_proportion_z(
-                int(row["base_hits"]), int(sizes["base"]), int(row["cur_hits"]), int(sizes["cur"])
-            )
-            rates[rate] = {
-                "baseline": row["base_hits"] / sizes["base"],
-                "current": row["cur_hits"] / sizes["cur"],
+        for name in DRIFT_RATES:
+            base_hits, cur_hits = int(row[f"b_{name}"]), int(row[f"c_{name}"])
+            z, p = two_proportion_z(base_hits, int(row["base"]), cur_hits, int(row["cur"]))
+            rates[name] = {
+                "baseline": base_hits / row["base"],
+                "current": cur_hits / row["cur"],
                 "z": round(z, 3),
                 "p_value": p,
             }

@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS requests_hourly
     latency           AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Float32),
     ttft              AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Nullable(Float32)),
     overhead          AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Float32),
-    upstream_time     AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Float32)
+    upstream_time     AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Float32),
+    -- completion tokens per second after the first token; NULL (skipped) for errors and empty answers
+    speed             AggregateFunction(quantilesTDigest(0.5, 0.9), Nullable(Float32))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
@@ -37,8 +39,11 @@ SELECT tenant, toStartOfHour(ts) AS hour, team, model, project, api_key_id, upst
     quantilesTDigestState(0.5, 0.95, 0.99)(latency_ms) AS latency,
     quantilesTDigestState(0.5, 0.95, 0.99)(ttft_ms) AS ttft,
     quantilesTDigestState(0.5, 0.95, 0.99)(overhead_ms) AS overhead,
-    quantilesTDigestState(0.5, 0.95, 0.99)(upstream_ms) AS upstream_time
-FROM requests
+    quantilesTDigestState(0.5, 0.95, 0.99)(upstream_ms) AS upstream_time,
+    quantilesTDigestState(0.5, 0.9)(tokens_per_second) AS speed
+FROM (SELECT *, if(status = 200 AND completion_tokens > 0,
+        toFloat32(completion_tokens / greatest((latency_ms - ifNull(ttft_ms, 0)) / 1000, 0.001)), NULL)
+        AS tokens_per_second FROM requests)
 GROUP BY tenant, hour, team, model, project, api_key_id, upstream;
 
 INSERT INTO requests_hourly
@@ -46,6 +51,9 @@ SELECT tenant, toStartOfHour(ts) AS hour, team, model, project, api_key_id, upst
     count(), countIf(status >= 400), countIf(refusal), sum(prompt_tokens), sum(completion_tokens),
     sum(ifNull(cost_micro_usd, 0)), countIf(cost_micro_usd IS NULL AND status < 400),
     quantilesTDigestState(0.5, 0.95, 0.99)(latency_ms), quantilesTDigestState(0.5, 0.95, 0.99)(ttft_ms),
-    quantilesTDigestState(0.5, 0.95, 0.99)(overhead_ms), quantilesTDigestState(0.5, 0.95, 0.99)(upstream_ms)
-FROM requests
+    quantilesTDigestState(0.5, 0.95, 0.99)(overhead_ms), quantilesTDigestState(0.5, 0.95, 0.99)(upstream_ms),
+    quantilesTDigestState(0.5, 0.9)(tokens_per_second)
+FROM (SELECT *, if(status = 200 AND completion_tokens > 0,
+        toFloat32(completion_tokens / greatest((latency_ms - ifNull(ttft_ms, 0)) / 1000, 0.001)), NULL)
+        AS tokens_per_second FROM requests)
 GROUP BY tenant, hour, team, model, project, api_key_id, upstream;
