@@ -111,6 +111,11 @@ def condition(filters: Filters, scope: Scope, time_column: str = "ts") -> tuple[
     return " AND ".join(parts), params
 
 
+def rollup(filters: Filters) -> str:
+    """The smallest rollup that can answer: without key and project unless the filters need them."""
+    return "requests_hourly" if filters.keys or filters.projects else "requests_hourly_team"
+
+
 def bucket(filters: Filters) -> str:
     return "toStartOfHour(hour)" if filters.hours <= 24 * 8 else "toStartOfDay(hour)"
 
@@ -132,6 +137,7 @@ def _q(values: Any) -> list[float | None]:
 
 def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     where, params = condition(filters, scope, "hour")
+    table = rollup(filters)
     params["hour_since"] = filters.since
     totals = _rows(
         client,
@@ -140,7 +146,7 @@ def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
                sum(unpriced) AS unpriced, sum(prompt_tokens) AS prompt_tokens,
                sum(completion_tokens) AS completion_tokens, sum(refusals) AS refusals,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms
-        FROM requests_hourly WHERE {where}""",
+        FROM {table} WHERE {where}""",
         params,
     )[0]
     requests = int(totals["requests"] or 0)
@@ -151,7 +157,7 @@ def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
             f"""
             SELECT {dim} AS name, sum(requests) AS requests, sum(errors) AS errors,
                    sum(spend_micro_usd) AS spend_micro_usd
-            FROM requests_hourly WHERE {where} GROUP BY name ORDER BY requests DESC LIMIT 10""",
+            FROM {table} WHERE {where} GROUP BY name ORDER BY requests DESC LIMIT 10""",
             params,
         )
     raw_where, raw_params = condition(filters, scope)
@@ -183,13 +189,14 @@ def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
 
 def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     where, params = condition(filters, scope, "hour")
+    table = rollup(filters)
     series = _rows(
         client,
         f"""
         SELECT {bucket(filters)} AS t, sum(requests) AS requests,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(ttft) AS ttft_ms
-        FROM requests_hourly WHERE {where} GROUP BY t ORDER BY t""",
+        FROM {table} WHERE {where} GROUP BY t ORDER BY t""",
         params,
     )
     by_model = _rows(
@@ -199,14 +206,14 @@ def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
                quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(overhead) AS overhead_ms,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(upstream_time) AS upstream_ms
-        FROM requests_hourly WHERE {where} GROUP BY model, upstream ORDER BY requests DESC LIMIT 20""",
+        FROM {table} WHERE {where} GROUP BY model, upstream ORDER BY requests DESC LIMIT 20""",
         params,
     )
     speed = _rows(
         client,
         f"""
         SELECT model, quantilesTDigestMerge(0.5, 0.9)(speed) AS tokens_per_second
-        FROM requests_hourly WHERE {where} GROUP BY model ORDER BY model""",
+        FROM {table} WHERE {where} GROUP BY model ORDER BY model""",
         params,
     )
     for row in series:
@@ -227,12 +234,13 @@ def latency(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
 
 def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     where, params = condition(filters, scope, "hour")
+    table = rollup(filters)
     series = _rows(
         client,
         f"""
         SELECT {bucket(filters)} AS t, model, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
                sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
-        FROM requests_hourly WHERE {where} GROUP BY t, model ORDER BY t, model""",
+        FROM {table} WHERE {where} GROUP BY t, model ORDER BY t, model""",
         params,
     )
     by = {}
@@ -242,7 +250,8 @@ def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
             f"""
             SELECT {column} AS name, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
                    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
-            FROM requests_hourly WHERE {where} GROUP BY name ORDER BY spend_usd DESC LIMIT 15""",
+            FROM {"requests_hourly" if dim == "key" else table} WHERE {where}
+            GROUP BY name ORDER BY spend_usd DESC LIMIT 15""",
             params,
         )
     total = sum(r["spend_usd"] for r in by["model"])
@@ -375,13 +384,13 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
         for name, column in DRIFT_METRICS.items():
             params[f"e_{name}"] = [edges[m][name] for m in order]
             bin_expr = (
-                f"arrayCount(e -> toFloat64({column}) > e, "
-                f"{{e_{name}:Array(Array(Float64))}}[indexOf({{models:Array(String)}}, model)])"
+                f"toUInt8(arrayCount(e -> toFloat64({column}) > e, "
+                f"{{e_{name}:Array(Array(Float64))}}[indexOf({{models:Array(String)}}, model)]))"
             )
-            one_hot = f"arrayMap(i -> toUInt64({bin_expr} = i), range(toUInt64(10)))"
+            # sumMap of (bin, 1): per-window bin counts in the same single scan.
             counters.append(
-                f"sumForEachIf({one_hot}, {base_where}) AS b_{name}, "
-                f"sumForEachIf({one_hot}, {cur_where}) AS c_{name}"
+                f"sumMapIf([{bin_expr}], [toUInt64(1)], {base_where}) AS b_{name}, "
+                f"sumMapIf([{bin_expr}], [toUInt64(1)], {cur_where}) AS c_{name}"
             )
         for row in _rows(
             client,
@@ -391,7 +400,7 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
             params,
         ):
             bins[row["model"]] = {
-                name: (list(row[f"b_{name}"]), list(row[f"c_{name}"])) for name in DRIFT_METRICS
+                name: (_dense(row[f"b_{name}"]), _dense(row[f"c_{name}"])) for name in DRIFT_METRICS
             }
     results = []
     for row in sized:
@@ -423,6 +432,15 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
         entry.update(status="ok", metrics=metrics, rates=rates, changed=what_changed(metrics, rates))
         results.append(entry)
     return {"models": results, "thresholds": {"psi_moderate": 0.1, "psi_major": 0.25, "p_value": 0.01}}
+
+
+def _dense(sparse: Any) -> list[int]:
+    """sumMap's (keys, values) as counts for bins 0..9."""
+    keys, values = sparse
+    counts = [0] * 10
+    for key, value in zip(keys, values, strict=True):
+        counts[int(key)] = int(value)
+    return counts
 
 
 def psi(base: list[int], cur: list[int], floor: float = 1e-4) -> float:
