@@ -388,18 +388,12 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
         params["models"] = order
         counters = []
         for name, column in DRIFT_METRICS.items():
-            # The bin is how many of the model's baseline deciles the value exceeds, written as plain
-            # comparisons: vectorised, with no per-row arrays or lambdas (those cost seconds at 10^7).
-            branches = []
-            for m_index, model in enumerate(order):
-                params[f"m_{m_index}"] = model
-                terms = []
-                for e_index, edge in enumerate(edges[model][name]):
-                    params[f"e_{name}_{m_index}_{e_index}"] = edge
-                    terms.append(f"(toFloat64({column}) > {{e_{name}_{m_index}_{e_index}:Float64}})")
-                branches.append(f"model = {{m_{m_index}:String}}, {' + '.join(terms) or '0'}")
-            bin_expr = f"toUInt8(multiIf({', '.join(branches)}, 0))"
-            counters.append(f"{bin_expr} AS bin_{name}")
+            # The bin is how many of the model's baseline deciles the value exceeds.
+            params[f"e_{name}"] = [edges[m][name] for m in order]
+            counters.append(
+                f"toUInt8(arrayCount(e -> {column} > e, arrayElement({{e_{name}:Array(Array(Float64))}}, "
+                f"indexOf({{models:Array(String)}}, toString(model))))) AS bin_{name}"
+            )
         # Group by the (small) bin numbers instead of aggregating maps: a plain hash aggregation.
         grouped = _rows(
             client,
