@@ -258,9 +258,7 @@ def _transcripts(
     ).result_rows
     for request_id, team, ts, key_id, nonce, ciphertext in rows:
         try:
-            content = keyring.open(
-                spec.tenant, request_id, ts, Sealed(key_id, _as_bytes(nonce), _as_bytes(ciphertext))
-            )
+            content = keyring.open(spec.tenant, request_id, ts, Sealed(key_id, nonce, ciphertext))
         except CryptoError as exc:
             if ok_only:
                 continue
@@ -268,10 +266,6 @@ def _transcripts(
         if model is not None and content.get("model") != model:
             continue
         yield {"request_id": str(request_id), "team": team, "ts": ts, **content}
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("latin-1")
 
 
 # -- writers -----------------------------------------------------------------------------------

@@ -66,16 +66,10 @@ def read_transcript(request_id: str, reason: str) -> dict[str, Any]:
         after={"reason": reason, "team": team},
     )
     try:
-        content = services.keyring.open(
-            actor.tenant, rid, ts, Sealed(key_id, _bytes(nonce), _bytes(ciphertext))
-        )
+        content = services.keyring.open(actor.tenant, rid, ts, Sealed(key_id, nonce, ciphertext))
     except CryptoError as exc:
         raise TranscriptUnavailable(410, str(exc), "transcript_unreadable") from None
     return {"request_id": str(rid), "team": team, "ts": ts.isoformat(), **content}
-
-
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("latin-1")
 
 
 @bp.get("/api/transcripts/<request_id>")
