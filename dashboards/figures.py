@@ -108,11 +108,28 @@ def drift(data: dict[str, Any]) -> list[go.Figure]:
         opacity=0.08,
         line_width=0,
     )
+    over_time = _figure("Latency PSI over time against the baseline", "time (UTC)", "PSI")
+    for model in ready:
+        points = model.get("latency_psi_series", [])
+        over_time.add_scatter(
+            x=[p["t"] for p in points],
+            y=[p["psi"] for p in points],
+            name=model["model"],
+            mode="lines+markers",
+        )
+    over_time.add_hrect(y0=0.1, y1=0.25, fillcolor="orange", opacity=0.12, line_width=0)
+    over_time.add_hrect(
+        y0=0.25,
+        y1=max([0.5] + [p["psi"] for m in ready for p in m.get("latency_psi_series", [])]),
+        fillcolor="red",
+        opacity=0.08,
+        line_width=0,
+    )
     rates = _figure("Rates: baseline vs current", "model / rate", "rate")
     names = [f"{m['model']} / {r}" for m in ready for r in m["rates"]]
     rates.add_bar(x=names, y=[m["rates"][r]["baseline"] for m in ready for r in m["rates"]], name="baseline")
     rates.add_bar(x=names, y=[m["rates"][r]["current"] for m in ready for r in m["rates"]], name="current")
-    return [figure, rates]
+    return [figure, over_time, rates]
 
 
 def behaviour(data: dict[str, Any]) -> list[go.Figure]:

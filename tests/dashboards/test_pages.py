@@ -66,7 +66,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
         ("overview", 2),
         ("latency", 3),
         ("cost", 3),
-        ("drift", 2),
+        ("drift", 3),
         ("behaviour", 3),
         ("audit", 0),
     ):
@@ -93,6 +93,9 @@ def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:
     assert any("latency_ms: major shift" in c for c in models["gpt-4o"]["changed"])
     assert models["claude-x"]["rates"]["refusal_rate"]["p_value"] < 0.01
     assert models["gpt-4o-mini"]["changed"] == [], "no false alarm where nothing changed"
+    daily = models["gpt-4o"]["latency_psi_series"]
+    assert len(daily) == 5 and all(point["psi"] > 0.25 for point in daily)
+    assert all(point["psi"] < 0.1 for point in models["gpt-4o-mini"]["latency_psi_series"])
     thin = (
         admin(seeded)
         .get(
