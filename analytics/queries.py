@@ -366,9 +366,10 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
     # window, bins and deciles read a deterministic sample (sizes and rates above stay exact).
     largest = max([max(int(r["base"]), int(r["cur"])) for r in sized if r["model"] in ready] or [0])
     params["sample"] = max(1, math.ceil(largest / DISTRIBUTION_ROWS))
-    # Sampled on the timestamp's milliseconds: `ts` is read for the window anyway, so the sample costs
-    # no extra column (hashing request_id meant reading 16 more bytes per row).
-    sampled = " AND toUnixTimestamp64Milli(ts) % {sample:UInt32} = 0" if params["sample"] > 1 else ""
+    # Sampled on a hash of the timestamp: `ts` is read for the window anyway, so the sample costs no
+    # extra column (request_id would be 16 more bytes a row), and hashing avoids aliasing with
+    # regularly spaced timestamps (a plain modulo of the milliseconds kept every row of some loads).
+    sampled = " AND cityHash64(ts) % {sample:UInt32} = 0" if params["sample"] > 1 else ""
     edges: dict[str, dict[str, list[float]]] = {}
     bins: dict[str, dict[str, tuple[list[int], list[int]]]] = {}
     series: dict[str, dict[Any, list[int]]] = {}
