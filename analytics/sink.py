@@ -321,7 +321,7 @@ class ClickHouseSink:
     def _remove_acked(self) -> None:
         assert self._spool is not None
         for segment, acked in list(self._acks.items()):
-            if segment in self._spool.sealed(segment) and acked >= self._spool.appended.get(segment, 0):
+            if self._spool.is_sealed(segment) and acked >= self._spool.appended.get(segment, 0):
                 self._spool.remove(segment)
                 del self._acks[segment]
 

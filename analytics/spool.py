@@ -43,6 +43,7 @@ class Spool:
         self._count = 0
         self._dirty = False
         self.appended: dict[int, int] = {}
+        self._orphan_fds: dict[Path, int] = {}
         self._closed = False
         self._open_segment(1)
         self._syncer: threading.Thread | None = None
@@ -115,6 +116,11 @@ class Spool:
 
     # -- reading and cleanup -------------------------------------------------------------------
 
+    def is_sealed(self, segment: int) -> bool:
+        """True once `segment` no longer receives records (no directory listing needed)."""
+        with self._lock:
+            return segment < self._current_id
+
     def sealed(self, through: int) -> list[int]:
         with self._lock:
             current = self._current_id
@@ -157,7 +163,7 @@ class Spool:
         return [directory / f"{s:012d}.seg" for s in sorted(self._segments(directory))]
 
     def discard_orphan(self, directory: Path) -> None:
-        fd = getattr(self, "_orphan_fds", {}).pop(directory, None)
+        fd = self._orphan_fds.pop(directory, None)
         shutil.rmtree(directory, ignore_errors=True)
         if fd is not None:
             os.close(fd)

@@ -3,7 +3,6 @@ Nothing is lost in any of them."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import struct
@@ -256,6 +255,9 @@ def test_memory_sink_keeps_events() -> None:
 def test_spool_directories_are_private(tmp_path: Path) -> None:
     spool = Spool(tmp_path, fsync_interval=0)
     spool.append(b"x")
-    assert oct(next(spool.dir.glob("*.seg")).stat().st_mode & 0o777) == "0o600"
+    segment = next(spool.dir.glob("*.seg"))
+    assert oct(segment.stat().st_mode & 0o777) == "0o600"
+    assert not spool.is_sealed(1) and spool.rotate() == 1 and spool.is_sealed(1)
     spool.close()
-    assert os.listdir(tmp_path)  # a segment with a record stays until its events are in ClickHouse
+    # A segment holding a record stays until its events are in ClickHouse; an empty one goes.
+    assert segment.exists() and list(read_records(segment)) == [b"x"]
