@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loopback import free_port, wait_http  # noqa: E402
+
 from analytics import schema  # noqa: E402
 from analytics.clickhouse import connect  # noqa: E402
 from analytics.events import ExchangeEvent  # noqa: E402
 from analytics.sink import ClickHouseSink  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Process:
@@ -63,17 +58,6 @@ class Process:
             else:
                 self.proc.send_signal(sig)
             self.proc.wait(60)
-
-
-def wait_http(url: str, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
 
 
 def event() -> ExchangeEvent:

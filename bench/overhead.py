@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import yaml
+from loopback import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,25 +138,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited early")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"{what} did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,8 +203,8 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         procs.append(server)
-        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake, "fake upstream")
-        wait_http(f"http://127.0.0.1:{warden_port}/healthz", server, "warden")
+        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake)
+        wait_http(f"http://127.0.0.1:{warden_port}/healthz", server)
 
         message = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say something short."}]}
         bodies = {
