@@ -16,6 +16,10 @@ from werkzeug.exceptions import HTTPException
 from analytics.clickhouse import connect
 from analytics.metrics import Metrics
 from analytics.sink import ClickHouseSink, EventSink
+from policies.document import PolicyError
+from policies.runtime import ModelPaths, Runtime
+from policies.scanners import ScannerUnavailable
+from policies.store import PolicyStore
 from proxy.crypto import KeyRing, load_kek
 from proxy.db import make_engine, make_sessions
 from proxy.errors import ProxyError, error_response
@@ -24,7 +28,7 @@ from proxy.identity import Directory
 from proxy.keys import KeyStore
 from proxy.router import Router
 from proxy.sessions import SessionPolicy, SessionStore
-from proxy.settings import Settings, load_settings
+from proxy.settings import ConfigError, Settings, load_settings
 from proxy.upstream import HttpUpstream
 
 log = logging.getLogger("warden")
@@ -45,6 +49,7 @@ class Services:
     forwarder: Forwarder
     keyring: KeyRing
     metrics: Metrics
+    policies: PolicyStore
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -94,11 +99,33 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
             fsync_interval=analytics.fsync_interval_ms / 1000,
         )
     keyring = KeyRing(db, load_kek(settings.crypto.kek))
-    metrics = Metrics(sink)
-    forwarder = Forwarder(keys, router, sink, settings, keyring, metrics.observe_overhead)
+    policies = load_policies(settings)
+    metrics = Metrics(sink, policies)
+    forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead)
     return Services(
-        settings, engine, db, keys, Directory(db), web_sessions, router, sink, forwarder, keyring, metrics
+        settings,
+        engine,
+        db,
+        keys,
+        Directory(db),
+        web_sessions,
+        router,
+        sink,
+        forwarder,
+        keyring,
+        metrics,
+        policies,
     )
+
+
+def load_policies(settings: Settings) -> PolicyStore:
+    """The policy files with their models loaded (once per process, before the first request)."""
+    p = settings.policies
+    runtime = Runtime(ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device))
+    try:
+        return PolicyStore(p.files, runtime, p.reload_interval_s)
+    except (PolicyError, ScannerUnavailable) as exc:
+        raise ConfigError(f"policies: {exc}") from None
 
 
 def create_app(settings: Settings | None = None, *, sink: EventSink | None = None) -> Flask:

@@ -40,6 +40,15 @@ class ExchangeEvent:
     subject_hash: str = ""
     retention_days: int = 0
     refusal: bool = False
+    # What the policy did: its name@version, the decision, and findings grouped by (stage, kind,
+    # action) as parallel arrays. Kinds and counts only: the matched values are never recorded.
+    policy: str = ""
+    decision: str = ""
+    finding_stage: tuple[str, ...] = ()
+    finding_kind: tuple[str, ...] = ()
+    finding_action: tuple[str, ...] = ()
+    finding_count: tuple[int, ...] = ()
+    finding_score: tuple[float, ...] = ()
 
     def as_row(self) -> tuple:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

@@ -39,12 +39,27 @@ class _SinkCollector:
         yield gauge
 
 
+class _PolicyCollector:
+    def __init__(self, policies: Any) -> None:
+        self._policies = policies
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily(
+            "warden_policy_reload_failures",
+            "Policy file changes rejected (the previous policies stayed active).",
+        )
+        family.add_metric([], self._policies.reload_failures)
+        yield family
+
+
 class Metrics:
     """One registry per app, so several apps in one process (tests) never collide."""
 
-    def __init__(self, sink: Any) -> None:
+    def __init__(self, sink: Any, policies: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_SinkCollector(sink))  # type: ignore[arg-type]
+        if policies is not None:
+            self.registry.register(_PolicyCollector(policies))  # type: ignore[arg-type]
         self.overhead = Histogram(
             "warden_overhead_seconds",
             "Time spent in Warden per request, upstream waits excluded.",

@@ -41,6 +41,10 @@ class Exchange:
     subject: str = ""
     prompt: Any = None
     answer: Any = None
+    # The policy at work (policies.engine.CompiledPolicy), its Report and this request's placeholders.
+    policy: Any = None
+    report: Any = None
+    placeholders: Any = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
@@ -99,7 +103,23 @@ class Exchange:
             subject_hash=subject_hash,
             retention_days=retention_days,
             refusal=refusal,
+            **self._policy_columns(),
         )
+
+    def _policy_columns(self) -> dict[str, Any]:
+        report = self.report
+        if report is None:
+            return {}
+        summary = report.summary()
+        return {
+            "policy": report.policy,
+            "decision": report.decision,
+            "finding_stage": tuple(s for s, _, _, _, _ in summary),
+            "finding_kind": tuple(k[:128] for _, k, _, _, _ in summary),
+            "finding_action": tuple(a for _, _, a, _, _ in summary),
+            "finding_count": tuple(n for _, _, _, n, _ in summary),
+            "finding_score": tuple(float(v) for _, _, _, _, v in summary),
+        }
 
 
 def _count(value: Any) -> int:

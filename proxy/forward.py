@@ -14,6 +14,11 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
+from policies import messages
+from policies.engine import Blocked, CompiledPolicy, Report
+from policies.findings import Placeholders
+from policies.scanners import RequestFacts
+from policies.store import Caller, PolicyStore
 from proxy import validation
 from proxy.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
@@ -22,7 +27,7 @@ from proxy.keys import KeyStore, Principal
 from proxy.refusal import is_refusal
 from proxy.router import Router
 from proxy.settings import Settings
-from proxy.sse import SseRelay
+from proxy.sse import GuardedSseRelay, SseRelay
 from proxy.upstream import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ class Forwarder:
         sink: EventSink,
         settings: Settings,
         keyring: KeyRing,
+        policies: PolicyStore,
         on_overhead: Callable[[float], None] | None = None,
     ) -> None:
         self.keys = keys
@@ -55,6 +61,7 @@ class Forwarder:
         self.prices = settings.prices
         self.settings = settings
         self.keyring = keyring
+        self.policies = policies
         self._stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
         self._store_transcripts = settings.transcripts.store == "full"
         self._fail_closed = settings.compliance.fail_closed
@@ -131,6 +138,7 @@ class Forwarder:
         if isinstance(user, str) and user:
             exchange.subject = user[:256]
         self._authorize_model(exchange)
+        raw = self._check_input(exchange, route, payload, raw)
         if exchange.streamed:
             return self._stream(exchange, path, payload, raw)
 
@@ -147,6 +155,76 @@ class Forwarder:
         upstream, reply = self._call(exchange, attempt, lambda r: r.status)
         exchange.upstream = upstream.name
         return self._relay_reply(exchange, reply)
+
+    def _check_input(self, exchange: Exchange, route: str, payload: dict[str, Any], raw: bytes) -> bytes:
+        """Apply the input rules; the body to send upstream (re-encoded only when a mask changed it)."""
+        p = exchange.principal
+        assert p is not None
+        compiled = self.policies.select(Caller(p.tenant, p.team, p.project, p.key_id, exchange.model, route))
+        exchange.policy = compiled
+        report = exchange.report = Report(compiled.label)
+        placeholders = exchange.placeholders = Placeholders()
+        if not compiled.has_rules("input"):
+            return raw
+        chars = utf8 = 0
+        for text in messages.texts(route, payload):
+            chars += len(text)
+            utf8 += len(text.encode())
+        try:
+            compiled.check_request(RequestFacts(exchange.model, route, chars, utf8), report)
+            changed = messages.rewrite(
+                route, payload, lambda text: compiled.check_text("input", text, placeholders, report)
+            )
+        except Blocked as blocked:
+            exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
+            raise _policy_violation(compiled, blocked) from None
+        if not changed:
+            return raw
+        exchange.prompt = payload.get(PROMPT_FIELDS[route])
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def _guards_output(self, exchange: Exchange) -> bool:
+        compiled: CompiledPolicy | None = exchange.policy
+        if compiled is None:
+            return False
+        restore = bool(exchange.placeholders) and compiled.policy.restore
+        return restore or compiled.has_rules("output")
+
+    def _check_output(self, exchange: Exchange, parsed: dict[str, Any]) -> bool:
+        """Apply the output rules to a JSON answer, in place; True when anything changed."""
+        compiled: CompiledPolicy = exchange.policy
+        placeholders: Placeholders = exchange.placeholders
+        restore = compiled.policy.restore
+        changed = False
+        kept = []
+        for choice in parsed.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            message = choice.get("message")
+            holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
+            text = holder.get(key) if isinstance(holder, dict) else None
+            if not isinstance(text, str):
+                continue
+            try:
+                masked = compiled.check_text("output", text, placeholders, exchange.report)
+            except Blocked:
+                holder[key] = ""
+                choice["finish_reason"] = "content_filter"
+                exchange.finish_reason = "content_filter"
+                kept.append(
+                    {"index": choice.get("index", 0), "content": "", "finish_reason": "content_filter"}
+                )
+                changed = True
+                continue
+            final = placeholders.restore(masked) if restore else masked
+            if final != text:
+                holder[key] = final
+                changed = True
+            kept.append({"index": choice.get("index", 0), "content": masked})
+        # The transcript keeps what the upstream said after output masks, before restoration: the
+        # values the input rules masked never reach storage.
+        exchange.answer = kept
+        return changed
 
     def _authorize_model(self, exchange: Exchange) -> None:
         model = exchange.model
@@ -198,6 +276,8 @@ class Forwarder:
             exchange.take_usage(parsed.get("usage"))
             choices = parsed.get("choices")
             exchange.answer = choices
+            if self._guards_output(exchange) and self._check_output(exchange, parsed):
+                body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
             if isinstance(choices, list):
                 exchange.choices = len(choices)
                 for choice in choices:
@@ -250,7 +330,11 @@ class Forwarder:
             exchange.streamed = False
             return self._relay_reply(exchange, UpstreamReply(stream.status, stream.headers, body))
         exchange.status = 200
-        relay = SseRelay(exchange, drop_usage_chunk=injected[upstream.name])
+        relay: SseRelay
+        if self._guards_output(exchange):
+            relay = GuardedSseRelay(exchange, drop_usage_chunk=injected[upstream.name])
+        else:
+            relay = SseRelay(exchange, drop_usage_chunk=injected[upstream.name])
         exchange.head_overhead_s = exchange.overhead_now()
         headers = {
             **stream.headers,
@@ -273,6 +357,7 @@ class Forwarder:
             nonlocal recorded
             if not recorded:
                 recorded = True
+                relay.final_checks()
                 exchange.end_s = perf_counter()
                 exchange.answer = relay.answer()
                 # The stream was already delivered; an event the disk refused stays queued in memory.
@@ -305,6 +390,8 @@ class Forwarder:
                     finish()
                 if out:
                     yield out
+                if relay.blocked:
+                    return  # the upstream is closed below; the client got content_filter and [DONE]
             tail = relay.finish()
             if not relay.done:
                 exchange.error_class = "upstream_incomplete_stream"
@@ -359,10 +446,16 @@ class Forwarder:
 
     @staticmethod
     def _warden_headers(exchange: Exchange, overhead_s: float) -> dict[str, str]:
-        return {
+        headers = {
             "x-warden-request-id": str(exchange.request_id),
             "x-warden-overhead-ms": f"{max(overhead_s, 0.0) * 1000:.3f}",
         }
+        report = exchange.report
+        if report is not None:
+            headers["x-warden-policy"] = report.policy
+            # For a stream this is the decision on the prompt; the answer's goes to the event row.
+            headers["x-warden-policy-decision"] = report.decision
+        return headers
 
     def _record(self, exchange: Exchange) -> None:
         """Emit the event (and its sealed transcript). Raises SpoolUnavailable when it is not durable."""
@@ -411,6 +504,15 @@ class Forwarder:
             sealed.ciphertext,
             days,
         )
+
+
+def _policy_violation(compiled: CompiledPolicy, blocked: Blocked) -> ProxyError:
+    hit = blocked.hit
+    return ProxyError(
+        400,
+        f"The request was blocked by policy {compiled.label}, rule {hit.rule!r} ({hit.kind}).",
+        code="content_policy_violation",
+    )
 
 
 def _sse_error(message: str, kind: str) -> bytes:

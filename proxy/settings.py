@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from policies.yaml_lines import dotted, record_lines
+
 CONFIG_ENV = "WARDEN_CONFIG"
 ENV_PREFIX = "WARDEN_"
 UPSTREAM_TYPES = ("openai",)
@@ -113,6 +115,17 @@ class ExportSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicySettings:
+    # Policy files or folders of them (*.yaml); none: the built-in policies/default.yaml.
+    files: tuple[str, ...] = ()
+    reload_interval_s: float = 1.0  # how often files are checked for changes; 0 checks every request
+    pii_spacy_model: str = ""  # a spaCy model folder (NER for names); empty: pattern recognizers
+    toxicity_model: str = ""  # a Detoxify checkpoint, or a folder made by `warden models export-toxicity`
+    toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer files)
+    device: str = "cpu"  # cpu | cuda, for the toxicity model
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens; micro-USD per token is then the same number."""
 
@@ -134,6 +147,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     exports: ExportSettings = field(default_factory=ExportSettings)
+    policies: PolicySettings = field(default_factory=PolicySettings)
     source: str = "<defaults>"
 
     def retention_days(self, team: str) -> int:
@@ -184,23 +198,8 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[str 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
     lines: dict[tuple[str | int, ...], int] = {}
-    _record_lines(node, (), lines)
+    record_lines(node, (), lines)
     return data, lines
-
-
-def _record_lines(node: yaml.Node | None, path: tuple[str | int, ...], out: dict) -> None:
-    if node is None:
-        return
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _record_lines(value_node, (*path, key), out)
-            out[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), out)
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -237,7 +236,7 @@ class _Builder:
             line = self.lines.get(probe)
             probe = probe[:-1]
         where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {_dotted(path)}: {message}")
+        return ConfigError(f"{where}: {dotted(path)}: {message}")
 
     def build(self, raw: dict[str, Any]) -> Settings:
         unknown = sorted(set(raw) - set(_SECTIONS))
@@ -275,6 +274,7 @@ class _Builder:
         compliance = self.dataclass_section(raw, "compliance", ComplianceSettings)
         exports = self.dataclass_section(raw, "exports", ExportSettings)
         exports = ExportSettings(str(Path(exports.dir).resolve()), str(Path(exports.signing_key).resolve()))
+        policies = self.policies(raw)
         return Settings(
             server,
             storage,
@@ -287,8 +287,27 @@ class _Builder:
             retention,
             compliance,
             exports,
+            policies,
             self.source,
         )
+
+    def policies(self, raw: dict[str, Any]) -> PolicySettings:
+        policies = self.dataclass_section(raw, "policies", PolicySettings)
+        if policies.device not in ("cpu", "cuda"):
+            raise self.fail(("policies", "device"), "must be cpu or cuda")
+        if policies.reload_interval_s < 0:
+            raise self.fail(("policies", "reload_interval_s"), "must be >= 0")
+        resolved = {}
+        for key in ("pii_spacy_model", "toxicity_model", "toxicity_config"):
+            value = getattr(policies, key)
+            if value and not Path(value).exists():
+                raise self.fail(("policies", key), f"no such file or folder: {value}")
+            resolved[key] = str(Path(value).resolve()) if value else ""
+        for index, name in enumerate(policies.files):
+            if not Path(name).exists():
+                raise self.fail(("policies", "files", index), f"no such file or folder: {name}")
+        files = tuple(str(Path(name).resolve()) for name in policies.files)
+        return replace(policies, files=files, **resolved)
 
     def retention(self, raw: Any) -> RetentionSettings:
         if raw is None:
@@ -495,13 +514,6 @@ def _required(f: Any) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
-def _dotted(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
 _SECTIONS = {
     "server": ServerSettings,
     "storage": StorageSettings,
@@ -514,4 +526,5 @@ _SECTIONS = {
     "retention": None,
     "compliance": ComplianceSettings,
     "exports": ExportSettings,
+    "policies": PolicySettings,
 }

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from policies.engine import Blocked, Hit
+from policies.stream_guard import StreamGuard
 from proxy.exchange import Exchange
 
 DONE = b"[DONE]"
@@ -23,6 +25,7 @@ class SseRelay:
         self._indexes: set[int] = set()
         self.texts: dict[int, list[str]] = {}
         self.done = False
+        self.blocked = False
         self.malformed = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -37,16 +40,24 @@ class SseRelay:
         self._buffer = buffer[end + 2 :]
         out = []
         for event in buffer[: end + 2].split(b"\n\n"):
-            if event and self._keep(event):
-                out.append(event + b"\n\n")
+            if event and not self.blocked:
+                kept = self._emit(event)
+                if kept:
+                    out.append(kept)
         return b"".join(out)
 
     def finish(self) -> bytes:
         """What is left when the upstream closed (an unterminated last event), made whole."""
         rest, self._buffer = self._buffer.strip(), b""
-        if rest and self._keep(rest):
-            return rest + b"\n\n"
+        if rest and not self.blocked:
+            return self._emit(rest) or b""
         return b""
+
+    def final_checks(self) -> None:
+        """Whole-text checks once the answer is complete (none without a policy guard)."""
+
+    def _emit(self, event: bytes) -> bytes | None:
+        return event + b"\n\n" if self._keep(event) else None
 
     def _keep(self, event: bytes) -> bool:
         for line in event.split(b"\n"):
@@ -93,3 +104,149 @@ class SseRelay:
             if usage and not choices and self._drop_usage_chunk:
                 return False
         return True
+
+
+class GuardedSseRelay(SseRelay):
+    """A relay that applies the output policy: each choice's text passes through a StreamGuard,
+    events are re-encoded with the text the guard released (placeholders restored), and a block
+    ends the stream with `finish_reason: "content_filter"` and `[DONE]`."""
+
+    def __init__(self, exchange: Exchange, *, drop_usage_chunk: bool) -> None:
+        super().__init__(exchange, drop_usage_chunk=drop_usage_chunk)
+        self._guards: dict[int, StreamGuard] = {}
+        self._ended: set[int] = set()
+        self._template: dict[str, Any] = {}
+        self._chat = True
+
+    def answer(self) -> list[dict[str, Any]]:
+        return [{"index": i, "content": g.text()} for i, g in sorted(self._guards.items())]
+
+    def final_checks(self) -> None:
+        compiled = self._exchange.policy
+        if not compiled.has_final_rules("output"):
+            return
+        report = self._exchange.report
+        for guard in self._guards.values():
+            # Already delivered: a block can only be recorded (as "late"), not enforced.
+            for hit in compiled.scan("output", guard.text(), windowed=False):
+                report.add(
+                    Hit(hit.stage, hit.rule, hit.finding, "late" if hit.action == "block" else hit.action)
+                )
+
+    def _guard(self, index: int) -> StreamGuard:
+        guard = self._guards.get(index)
+        if guard is None:
+            exchange = self._exchange
+            compiled = exchange.policy
+            guard = self._guards[index] = StreamGuard(
+                compiled,
+                exchange.placeholders,
+                exchange.report,
+                restore=compiled.policy.restore,
+                holdback=compiled.policy.holdback,
+            )
+        return guard
+
+    def _emit(self, event: bytes) -> bytes | None:
+        data = _data_line(event)
+        if data is None:
+            return event + b"\n\n"
+        if data == DONE:
+            self.done = True
+            try:
+                flushed = self._flush_all()
+            except Blocked:
+                return self._block()
+            return flushed + event + b"\n\n"
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            self.malformed += 1
+            return event + b"\n\n"
+        if not isinstance(payload, dict):
+            return event + b"\n\n"
+        if not self._inspect(payload):
+            return None
+        try:
+            keep = self._rewrite(payload)
+        except Blocked:
+            return self._block()
+        return _encode(payload) if keep else None
+
+    def _rewrite(self, payload: dict[str, Any]) -> bool:
+        """Pass each choice's text through its guard; False when nothing is left to send."""
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return True
+        self._template = {k: payload[k] for k in ("id", "object", "created", "model") if k in payload}
+        worth_sending = bool(payload.get("usage"))
+        for choice in choices:
+            if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
+                worth_sending = True
+                continue
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            holder, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
+            self._chat = isinstance(delta, dict)
+            piece = holder.get(key) if isinstance(holder, dict) else None
+            guard = self._guard(index)
+            out = guard.feed(piece) if isinstance(piece, str) and piece else ""
+            if choice.get("finish_reason"):
+                out += guard.finish()
+                self._ended.add(index)
+                worth_sending = True
+            if isinstance(holder, dict) and key in holder:
+                holder[key] = out
+            extra = set(choice) - {"index", "delta", "text", "logprobs", "finish_reason"}
+            if isinstance(delta, dict):
+                extra |= set(delta) - {"content"}
+            if out or extra:
+                worth_sending = True
+        return worth_sending
+
+    def _flush_all(self) -> bytes:
+        """The held-back text of choices whose stream ended without a finish_reason chunk."""
+        out = []
+        for index, guard in sorted(self._guards.items()):
+            if index in self._ended:
+                continue
+            text = guard.finish()
+            self._ended.add(index)
+            if text:
+                out.append(_encode(self._chunk(index, text, None)))
+        return b"".join(out)
+
+    def _block(self) -> bytes:
+        self.blocked = self.done = True
+        self._exchange.finish_reason = "content_filter"
+        indexes = sorted(set(self._guards) - self._ended) or [0]
+        chunks = [_encode(self._chunk(i, None, "content_filter")) for i in indexes]
+        return b"".join(chunks) + b"data: [DONE]\n\n"
+
+    def _chunk(self, index: int, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        if self._chat:
+            choice: dict[str, Any] = {"index": index, "delta": {"content": text} if text else {}}
+        else:
+            choice = {"index": index, "text": text or ""}
+        choice["finish_reason"] = finish_reason
+        return {**self._template, "choices": [choice]}
+
+    def finish(self) -> bytes:
+        tail = super().finish()
+        if self.blocked or self.done:
+            return tail
+        try:
+            return tail + self._flush_all()
+        except Blocked:
+            return tail + self._block()
+
+
+def _data_line(event: bytes) -> bytes | None:
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+    return None
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"

@@ -1,0 +1,105 @@
+"""What scanners report, and the per-request placeholder map that makes masking reversible."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache, partial
+
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detection. `start`/`end` locate a span for masking (-1 for a verdict on the whole text).
+    The matched value itself is never kept: findings go to the event row."""
+
+    kind: str
+    score: float = 1.0
+    start: int = -1
+    end: int = -1
+    label: str = ""  # placeholder label when masked, e.g. EMAIL for <EMAIL_1>
+    action: str = ""  # overrides the rule's action for this finding (per-entity actions)
+
+    @property
+    def has_span(self) -> bool:
+        return 0 <= self.start < self.end
+
+
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]{0,40})_(\d{1,6})>")
+# The longest placeholder text, so a stream never holds back less than one placeholder.
+PLACEHOLDER_MAX = 50
+
+
+class Placeholders:
+    """One request's map from placeholders to the values they hide.
+
+    Created per request and dropped with it: two requests never share a map, so one caller's
+    data can never come back in another caller's answer. The same value gets the same
+    placeholder within a request, which keeps the prompt coherent for the model.
+    """
+
+    __slots__ = ("_by_value", "_counts", "_values")
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def token(self, label: str, value: str, restorable: bool = True) -> str:
+        """The value's placeholder. Values masked in an answer are not restorable: the client sees the
+        placeholder, while the prompt's own values come back."""
+        key = (label, value)
+        existing = self._by_value.get(key)
+        if existing is not None:
+            return existing
+        number = self._counts.get(label, 0) + 1
+        self._counts[label] = number
+        placeholder = f"<{label}_{number}>"
+        if restorable:
+            self._values[placeholder] = value
+        self._by_value[key] = placeholder
+        return placeholder
+
+    def restore(self, text: str) -> str:
+        if not self._values or "<" not in text:
+            return text
+        return PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
+
+
+def mask_spans(
+    text: str, findings: list[Finding], placeholders: Placeholders, restorable: bool = True
+) -> str:
+    """Replace each finding's span by its placeholder, through presidio-anonymizer. Overlaps keep the
+    higher score, then the longer span: a phone-like run inside a card number is one entity."""
+    spans: list[Finding] = []
+    for f in sorted((f for f in findings if f.has_span), key=lambda f: (-f.score, f.start - f.end)):
+        if all(f.end <= kept.start or f.start >= kept.end for kept in spans):
+            spans.append(f)
+    if not spans:
+        return text
+    # Number placeholders left to right: the anonymizer itself works from the end of the text.
+    for f in sorted(spans, key=lambda f: f.start):
+        placeholders.token(_label(f), text[f.start : f.end], restorable)
+    results = [RecognizerResult(_label(f), f.start, f.end, f.score) for f in spans]
+    operators = {
+        label: OperatorConfig("custom", {"lambda": partial(placeholders.token, label, restorable=restorable)})
+        for label in {r.entity_type for r in results}
+    }
+    return _anonymizer().anonymize(text, results, operators).text
+
+
+def _label(finding: Finding) -> str:
+    return finding.label or finding.kind.upper()
+
+
+@cache
+def _anonymizer() -> AnonymizerEngine:
+    return AnonymizerEngine()

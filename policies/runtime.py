@@ -1,0 +1,45 @@
+"""The heavy things a process loads once for all policies: presidio's engine and the toxicity model."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from policies.scanners import ScannerUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPaths:
+    pii_spacy_model: str = ""  # a spaCy model folder (NER for names); empty: pattern recognizers only
+    toxicity_model: str = ""  # a Detoxify checkpoint, or a folder from `warden models export-toxicity`
+    toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer)
+    device: str = "cpu"  # cpu | cuda
+
+
+class Runtime:
+    def __init__(self, paths: ModelPaths | None = None) -> None:
+        self.paths = paths or ModelPaths()
+        self._lock = threading.Lock()
+        self._pii: Any = None
+        self._toxicity: Any = None
+
+    def pii_engine(self) -> Any:
+        with self._lock:
+            if self._pii is None:
+                from policies.scanners.pii import PiiEngine
+
+                self._pii = PiiEngine(self.paths.pii_spacy_model)
+            return self._pii
+
+    def toxicity_model(self) -> Any:
+        if not self.paths.toxicity_model:
+            raise ScannerUnavailable("the toxicity scanner needs a model: set policies.toxicity_model")
+        with self._lock:
+            if self._toxicity is None:
+                from policies.toxicity_model import load_toxicity_model
+
+                self._toxicity = load_toxicity_model(
+                    self.paths.toxicity_model, self.paths.toxicity_config, self.paths.device
+                )
+            return self._toxicity

@@ -1,0 +1,124 @@
+"""Scanners: each finds one kind of problem in a text (or a request) and reports findings.
+
+A scanner never decides what happens: the policy's rule says block, mask, flag or log, and one
+pipeline (policies.engine) applies it. `check` validates a rule's params when the file is read;
+`build` makes the scanner when the policy is compiled, with the process's shared models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from policies.document import ParamError
+from policies.findings import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What request-level scanners see: never the text itself."""
+
+    model: str
+    route: str
+    chars: int
+    utf8_bytes: int
+
+
+class Scanner(Protocol):
+    # "text": scans each text; "request": judges the request as a whole (size, model).
+    level: str
+    # True when findings are local to a span, so a stream can be scanned window by window.
+    windowed: bool
+
+    def scan(self, text: str) -> list[Finding]: ...
+
+
+class RequestScanner(Protocol):
+    level: str
+    windowed: bool
+
+    def scan_request(self, facts: RequestFacts) -> list[Finding]: ...
+
+
+class ScannerUnavailable(Exception):
+    """The scanner cannot run in this process (e.g. no model configured); the message says why."""
+
+
+Checker = Callable[[dict[str, Any], str, str], None]
+Builder = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ScannerKind:
+    check: Checker
+    build: Builder
+    stages: tuple[str, ...] = ("input", "output")
+
+
+def registry() -> dict[str, ScannerKind]:
+    from policies.scanners import limits, pii, secrets, terms, toxicity
+
+    return {
+        "pii": ScannerKind(pii.check, pii.build),
+        "toxicity": ScannerKind(toxicity.check, toxicity.build),
+        "secrets": ScannerKind(secrets.check, secrets.build),
+        "terms": ScannerKind(terms.check, terms.build),
+        "max_input": ScannerKind(limits.check_max_input, limits.build_max_input, ("input",)),
+        "models": ScannerKind(limits.check_models, limits.build_models, ("input",)),
+    }
+
+
+def checkers() -> dict[str, Checker]:
+    """name -> params checker (which also refuses a stage the scanner does not support)."""
+
+    def staged(kind: ScannerKind) -> Checker:
+        def check(params: dict[str, Any], stage: str, action: str) -> None:
+            if stage not in kind.stages:
+                raise ParamError((), f"this scanner only runs on {', '.join(kind.stages)}")
+            kind.check(params, stage, action)
+
+        return check
+
+    return {name: staged(kind) for name, kind in registry().items()}
+
+
+# -- shared parameter helpers ----------------------------------------------------------------
+
+
+def known_keys(params: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in params:
+        if key not in allowed:
+            raise ParamError((key,), f"unknown parameter (known: {', '.join(allowed)})")
+
+
+def score(value: Any, path: tuple[str | int, ...]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ParamError(path, "must be a number from 0 to 1")
+    return float(value)
+
+
+def positive_int(value: Any, path: tuple[str | int, ...]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ParamError(path, "must be a positive integer")
+    return value
+
+
+def string_list(value: Any, path: tuple[str | int, ...]) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ParamError(path, "must be a list of non-empty strings")
+    return value
+
+
+def regex(value: Any, path: tuple[str | int, ...]) -> str:
+    import re
+
+    if not isinstance(value, str) or not value:
+        raise ParamError(path, "must be a regular expression")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ParamError(path, f"invalid regular expression: {exc}") from None
+    return value

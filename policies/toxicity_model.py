@@ -1,0 +1,185 @@
+"""Toxicity models: a Detoxify checkpoint on PyTorch, or its ONNX export on onnxruntime.
+
+Offline by construction: Detoxify downloads its checkpoint unless given one, and even with one it
+asks the hub for the base model's config unless the checkpoint's `model_type` is a local folder.
+Warden always passes a local folder (`policies.toxicity_config`, or the checkpoint's own
+model_type when that is a folder) and refuses to start otherwise.
+
+Long texts are scored in windows of `max_tokens` with an overlap; a label's score is its highest
+score over the windows, so a toxic sentence deep in a long answer is not diluted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DETOXIFY_RENAMES = {
+    "toxic": "toxicity",
+    "identity_hate": "identity_attack",
+    "severe_toxic": "severe_toxicity",
+}
+ONNX_META = "warden-toxicity.json"
+WINDOW_TOKENS = 512
+WINDOW_OVERLAP = 64
+
+
+def offline_hub() -> None:
+    """transformers and huggingface_hub must never try the network from inside Warden."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def load_toxicity_model(path: str, config: str = "", device: str = "cpu") -> Any:
+    """A folder with `warden-toxicity.json` is an ONNX export; anything else a Detoxify checkpoint."""
+    if (Path(path) / ONNX_META).is_file():
+        return OnnxToxicity(path, device)
+    return TorchToxicity(path, config, device)
+
+
+def _sigmoid(x: Any) -> Any:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class TorchToxicity:
+    def __init__(self, checkpoint: str, config: str = "", device: str = "cpu") -> None:
+        offline_hub()
+        import torch
+        from detoxify.detoxify import get_model_and_tokenizer
+
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"toxicity checkpoint not found: {checkpoint}")
+        # A Detoxify checkpoint is a pickle: load only files you trust (like any model weights).
+        loaded = torch.load(checkpoint, map_location=device, weights_only=False)
+        if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
+            raise ValueError(f"{checkpoint}: not a Detoxify checkpoint (needs 'config' and 'state_dict')")
+        args = dict(loaded["config"]["arch"]["args"])
+        local = config or args.get("model_type", "")
+        if not Path(local).is_dir():
+            raise ValueError(
+                f"{checkpoint}: its base model {args.get('model_type')!r} is not a local folder; set "
+                "policies.toxicity_config to a folder holding that model's config.json and tokenizer files"
+            )
+        args["model_type"] = local
+        classes = loaded["config"]["dataset"]["args"]["classes"]
+        self.labels = [DETOXIFY_RENAMES.get(c, c) for c in classes]
+        self.model, self.tokenizer = get_model_and_tokenizer(
+            **args, state_dict=loaded["state_dict"], huggingface_config_path=local
+        )
+        self.model.to(device).eval()
+        self.device = device
+        self._torch = torch
+        log.info("toxicity model loaded on PyTorch (%s): %s", device, checkpoint)
+
+    def scores(self, text: str) -> dict[str, float]:
+        torch = self._torch
+        inputs = self.tokenizer(
+            text,
+            truncation=True,
+            max_length=WINDOW_TOKENS,
+            stride=WINDOW_OVERLAP,
+            return_overflowing_tokens=True,
+            padding=True,
+            return_tensors="pt",
+        )
+        inputs.pop("overflow_to_sample_mapping", None)
+        with torch.inference_mode():
+            logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})[0]
+        best = torch.sigmoid(logits).max(dim=0).values.cpu().tolist()
+        return dict(zip(self.labels, best, strict=True))
+
+
+class OnnxToxicity:
+    """The exported model on onnxruntime (CUDA when asked and available), tokenized by `tokenizers`."""
+
+    def __init__(self, folder: str, device: str = "cpu") -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        meta = json.loads((Path(folder) / ONNX_META).read_text())
+        self.labels = list(meta["labels"])
+        model = Path(folder) / meta.get("model", "model.onnx")
+        wanted = ["CPUExecutionProvider"]
+        if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            wanted.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model), options, providers=wanted)
+        self.provider = self.session.get_providers()[0]
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+        self.tokenizer.enable_truncation(WINDOW_TOKENS, stride=WINDOW_OVERLAP)
+        self.tokenizer.no_padding()
+        self._lock = threading.Lock()
+        log.info("toxicity model loaded on onnxruntime (%s): %s", self.provider, model)
+
+    def scores(self, text: str) -> dict[str, float]:
+        import numpy as np
+
+        first = self.tokenizer.encode(text)
+        windows = [first, *first.overflowing]
+        width = max(len(w.ids) for w in windows)
+        ids = np.zeros((len(windows), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, window in enumerate(windows):
+            ids[row, : len(window.ids)] = window.ids
+            mask[row, : len(window.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        (logits,) = self.session.run(["logits"], feed)
+        best = _sigmoid(logits.astype(np.float64)).max(axis=0).tolist()
+        return dict(zip(self.labels, best, strict=True))
+
+
+def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -> Path:
+    """Export a Detoxify checkpoint to `out` (model.onnx, tokenizer.json, warden-toxicity.json).
+
+    Needs the `models` extra (onnx). int8 applies onnxruntime's dynamic quantization: much faster
+    on CPU, scores shift slightly (measure on your data before lowering thresholds).
+    """
+    import torch
+
+    source = TorchToxicity(checkpoint, config, "cpu")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    sample = source.tokenizer("an example sentence", return_tensors="pt")
+    fp32 = folder / ("model-fp32.onnx" if int8 else "model.onnx")
+    torch.onnx.export(
+        Logits(source.model),
+        (sample["input_ids"], sample["attention_mask"]),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    name = "model.onnx"
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(folder / name), weight_type=QuantType.QInt8)
+        fp32.unlink()
+    source.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    meta = {"labels": source.labels, "model": name, "int8": int8, "source": Path(checkpoint).name}
+    (folder / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+    return folder
