@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     from proxy import audit, guard
     from proxy.admin_api import bp as admin_api_bp
     from proxy.people import bp as people_bp
+    from proxy.policy_api import bp as policy_api_bp
     from proxy.routes import bp as proxy_bp
     from proxy.transcripts import bp as transcripts_bp
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.register_blueprint(people_bp)
     app.register_blueprint(admin_api_bp)
     app.register_blueprint(transcripts_bp)
+    app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_bp)
     app.extensions["warden.audit_entries"] = lambda tenant, limit: audit.entries(
         services.db, tenant=tenant, limit=limit

@@ -228,7 +228,10 @@ class _Reader:
         if not _is_identifier(rule_id):
             raise self.fail((*path, "id"), "use letters, digits, '-', '_' and '.' only")
         action = self.choice(raw["action"], (*path, "action"), ACTIONS)
-        mode = self.choice(raw.get("mode", "enforce"), (*path, "mode"), MODES)
+        mode = raw.get("mode", "enforce")
+        if mode is False:  # YAML 1.1 reads a bare `off` as false
+            mode = "off"
+        mode = self.choice(mode, (*path, "mode"), MODES)
         on_error = self.choice(raw.get("on_error", "block"), (*path, "on_error"), ON_ERROR)
         params = raw.get("params") or {}
         if not isinstance(params, dict):
@@ -238,7 +241,8 @@ class _Reader:
             try:
                 check(params, stage, action)
             except ParamError as error:
-                raise self.fail((*path, "params", *error.path), error.message) from None
+                where = (*path, *error.rule_key) if error.rule_key else (*path, "params", *error.path)
+                raise self.fail(where, error.message) from None
         return Rule(rule_id, stage, scanner, action, mode, on_error, params)
 
     def tests(self, raw: Any) -> tuple[PolicyCase, ...]:
@@ -281,10 +285,11 @@ class _Reader:
 class ParamError(ValueError):
     """A scanner's parameter is invalid; `path` is relative to the rule's `params`."""
 
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+    def __init__(self, path: tuple[str | int, ...], message: str, rule_key: str = "") -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        self.rule_key = (rule_key,) if rule_key else ()  # the error is about the rule's own key
 
 
 def merge(parent: Policy, child: Policy) -> Policy:

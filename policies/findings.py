@@ -93,7 +93,8 @@ def mask_spans(
         label: OperatorConfig("custom", {"lambda": partial(placeholders.token, label, restorable=restorable)})
         for label in {r.entity_type for r in results}
     }
-    return _anonymizer().anonymize(text, results, operators).text
+    # No merging of neighbours: two cards in a row are two values, whether seen together or apart.
+    return _anonymizer().anonymize(text, results, operators, merge_entities_with_spaces=False).text
 
 
 def _label(finding: Finding) -> str:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +164,24 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
 
     sample = source.tokenizer("an example sentence", return_tensors="pt")
     fp32 = folder / ("model-fp32.onnx" if int8 else "model.onnx")
-    torch.onnx.export(
-        Logits(source.model),
-        (sample["input_ids"], sample["attention_mask"]),
-        str(fp32),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    # The TorchScript exporter: the newer one needs onnxscript and gains nothing for an encoder.
+    # It warns that it is legacy, and the tracer about constants; both are expected here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            Logits(source.model),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
     name = "model.onnx"
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -684,5 +684,14 @@ def clickhouse_serve(path: Path, port: int) -> None:
     chdb_server.main(["--path", str(path), "--port", str(port)])
 
 
+def _register() -> None:
+    from proxy.cli_policies import models, policy
+
+    main.add_command(policy)
+    main.add_command(models)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -112,7 +112,7 @@ def init_app(app: Flask, directory: Directory, sessions: SessionStore, admin_tok
     @app.before_request
     def identify() -> None:
         path = request.path
-        if path.startswith(_SKIP_PREFIXES):
+        if path.startswith(_SKIP_PREFIXES) and not path.startswith("/v1/warden/"):
             return
         request.environ["warden.services"] = app.extensions["warden"]
         header = request.headers.get("authorization", "")

@@ -195,8 +195,10 @@ class GuardedSseRelay(SseRelay):
                 out += guard.finish()
                 self._ended.add(index)
                 worth_sending = True
-            if isinstance(holder, dict) and key in holder:
+            if isinstance(holder, dict) and (key in holder or out):
                 holder[key] = out
+            elif out:  # a finish chunk without a delta: give it one to carry the released tail
+                choice["delta"] = {"content": out}
             extra = set(choice) - {"index", "delta", "text", "logprobs", "finish_reason"}
             if isinstance(delta, dict):
                 extra |= set(delta) - {"content"}

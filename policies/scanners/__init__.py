@@ -75,7 +75,7 @@ def checkers() -> dict[str, Checker]:
     def staged(kind: ScannerKind) -> Checker:
         def check(params: dict[str, Any], stage: str, action: str) -> None:
             if stage not in kind.stages:
-                raise ParamError((), f"this scanner only runs on {', '.join(kind.stages)}")
+                raise ParamError((), f"this scanner only runs on {', '.join(kind.stages)}", "scanner")
             kind.check(params, stage, action)
 
         return check

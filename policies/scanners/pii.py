@@ -188,7 +188,18 @@ class PiiEngine:
             # SpacyNlpEngine.load would fetch a missing model; this one takes a folder or nothing.
             def load(self) -> None:
                 self.nlp = {"en": spacy.load(spacy_model) if spacy_model else spacy.blank("en")}
+                self._lemmatizes = "lemmatizer" in self.nlp["en"].pipe_names
 
+            def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+                # Context words ("employee", "phone") are matched on lemmas; without a lemmatizer
+                # the lower-cased token has to stand in, or context would never count.
+                if not self._lemmatizes:
+                    for token in doc:
+                        token.lemma_ = token.lower_
+                return super()._doc_to_nlp_artifact(doc, language)
+
+        # presidio logs every recognizer it loads at INFO, per engine: noise in a server's log.
+        logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
         nlp = _LocalSpacy(models=[{"lang_code": "en", "model_name": spacy_model or "blank"}])
         nlp.load()
         self.has_ner = bool(spacy_model) and "ner" in nlp.nlp["en"].pipe_names

@@ -33,7 +33,7 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
     if params.get("when_unavailable", "error") not in ("error", "skip"):
         raise ParamError(("when_unavailable",), "must be error or skip")
     if action == "mask":
-        raise ParamError((), "toxicity judges a whole text and cannot mask; use block, flag or log")
+        raise ParamError((), "toxicity judges a whole text and cannot mask; use block, flag or log", "action")
 
 
 class ToxicityScanner:

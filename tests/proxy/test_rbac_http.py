@@ -51,6 +51,8 @@ EXPECTED = {
     ("POST", "/api/exports"): "exports:create",
     ("GET", "/api/exports/<export_id>/<name>"): "exports:create",
     ("GET", "/dashboards/plotly.min.js"): "dashboards:read",
+    ("POST", "/v1/warden/evaluate"): "policies:read",
+    ("GET", "/api/policies"): "policies:read",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
@@ -81,6 +83,7 @@ HOLDERS = {
     "transcripts:read": {"auditor", "admin"},
     "data:erase": {"admin"},
     "exports:create": {"analyst", "auditor", "admin"},
+    "policies:read": {"analyst", "auditor", "admin"},
 }
 
 
