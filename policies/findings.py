@@ -53,6 +53,11 @@ class Placeholders:
     def __len__(self) -> int:
         return len(self._values)
 
+    @property
+    def longest(self) -> int:
+        """Length of the longest restorable placeholder: what a stream must hold back to restore it."""
+        return max((len(p) for p in self._values), default=0)
+
     def token(self, label: str, value: str, restorable: bool = True) -> str:
         """The value's placeholder. Values masked in an answer are not restorable: the client sees the
         placeholder, while the prompt's own values come back."""

@@ -35,8 +35,12 @@ class StreamGuard:
         self._report = report
         self._restore = restore
         self._scan = scan and policy.has_rules("output")
-        self._holdback = max(holdback, PLACEHOLDER_MAX)
+        # Without output scanners only placeholders need holding back, and only the longest one.
+        floor = placeholders.longest if restore else 0
+        self._holdback = max(holdback, floor) if self._scan else max(floor, 1)
+        self._step = STEP if self._scan else 1
         self._overlap = self._holdback
+        self._first = True
         self._context = ""
         self._pending = ""
         self.released: list[str] = []  # upstream text released so far (before restoration)
@@ -44,9 +48,14 @@ class StreamGuard:
     def feed(self, delta: str) -> str:
         """Text the client may see now (possibly empty). Raises Blocked."""
         self._pending += delta
-        if len(self._pending) < self._holdback + STEP:
+        # The first piece goes out as soon as anything is past the hold-back (time to first token);
+        # later scans wait for a few more characters so that short deltas do not each cost a scan.
+        if len(self._pending) <= self._holdback + (0 if self._first else self._step):
             return ""
-        return self._release(final=False)
+        released = self._release(final=False)
+        if released:
+            self._first = False
+        return released
 
     def finish(self) -> str:
         """The rest, at the end of the choice. Raises Blocked."""

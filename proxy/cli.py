@@ -661,11 +661,13 @@ def export_finetune(
     "--chunks", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Events per stream."
 )
 @click.option("--words", type=click.IntRange(0, 100_000), default=0, help="Fixed reply length (0 = echo).")
-def fake_upstream(port: int, delay_ms: float, chunks: int, words: int) -> None:
+@click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True, help="Delay between events.")
+def fake_upstream(port: int, delay_ms: float, chunks: int, words: int, chunk_delay_ms: float) -> None:
     """Run a fake OpenAI-compatible upstream on loopback (for demos and benchmarks)."""
     from proxy.fake_upstream import FakeBehaviour, FakeUpstream
 
-    server = FakeUpstream("127.0.0.1", port, FakeBehaviour(delay_ms=delay_ms, chunks=chunks, words=words))
+    behaviour = FakeBehaviour(delay_ms=delay_ms, chunks=chunks, words=words, chunk_delay_ms=chunk_delay_ms)
+    server = FakeUpstream("127.0.0.1", port, behaviour)
     click.echo(f"fake upstream at {server.base_url}")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
