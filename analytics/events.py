@@ -113,4 +113,6 @@ def _typed(name: str, value: object) -> object:
         return datetime.fromtimestamp(int(value) / 1_000_000, UTC)  # type: ignore[call-overload]
     if name in ("nonce", "ciphertext"):
         return base64.b64decode(str(value))
+    if isinstance(value, list):  # the finding arrays: JSON has no tuples
+        return tuple(value)
     return value

@@ -297,13 +297,40 @@ def behaviour(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     )
     for row in by_model:
         row["completion_tokens"] = _q(row["completion_tokens"])
+    decisions = _rows(
+        client,
+        f"""
+        SELECT model, decision, count() AS requests FROM requests
+        WHERE {where} AND decision != '' GROUP BY model, decision ORDER BY model, requests DESC""",
+        params,
+    )
+    # Shares of requests with a PII finding on the prompt and with a toxicity finding (either side);
+    # PII kinds are presidio entity names, the only kinds without a "scanner:" prefix besides these.
+    rates = _rows(
+        client,
+        f"""
+        SELECT model, count() AS requests,
+               countIf(arrayExists((k, st) -> st = 'input' AND position(k, ':') = 0
+                   AND k NOT IN ('term', 'model_not_allowed'), finding_kind, finding_stage)) / count() AS pii_rate,
+               countIf(arrayExists(k -> startsWith(k, 'toxicity:'), finding_kind)) / count() AS toxicity_rate
+        FROM requests WHERE {where} GROUP BY model ORDER BY requests DESC LIMIT 20""",
+        params,
+    )
+    findings = _rows(
+        client,
+        f"""
+        SELECT kind, action, sum(n) AS findings FROM requests
+        ARRAY JOIN finding_kind AS kind, finding_action AS action, finding_count AS n
+        WHERE {where} GROUP BY kind, action ORDER BY findings DESC LIMIT 40""",
+        params,
+    )
     return {
         "by_model": by_model,
         "finish_reasons": finish,
         "completion_length": lengths,
-        "toxicity": None,
-        "pii": None,
-        "note": "toxicity and PII findings appear once policies are enabled",
+        "decisions": decisions,
+        "policy_rates": rates,
+        "findings": findings,
     }
 
 
@@ -314,8 +341,9 @@ def violations(client: Any, filters: Filters, scope: Scope, limit: int = 100) ->
     rows = _rows(
         client,
         f"""
-        SELECT request_id, ts, team, model, api_key_id, status, error_class FROM requests
-        WHERE {where} AND status IN (400, 403, 413) ORDER BY ts DESC LIMIT {{limit:UInt32}}""",
+        SELECT request_id, ts, team, model, api_key_id, status, error_class, policy, decision FROM requests
+        WHERE {where} AND (status IN (400, 403, 413) OR decision = 'block')
+        ORDER BY ts DESC LIMIT {{limit:UInt32}}""",
         params,
     )
     for row in rows:

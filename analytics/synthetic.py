@@ -1,7 +1,7 @@
 """Synthetic request rows for demos, tests and the dashboard benchmark, generated inside ClickHouse.
 
 Realistic enough to exercise every page: four teams, four models (one without a price), 40 keys,
-2% upstream errors, a third streamed, 5% truncated; from `drift_at` (a fraction of the rows) on,
+2% upstream errors, 1% prompts blocked by policy and 10% with a masked e-mail address, a third streamed, 5% truncated; from `drift_at` (a fraction of the rows) on,
 gpt-4o gets 60% slower and claude-x refuses four times as often, so the drift page has something
 to find.
 """
@@ -31,14 +31,16 @@ def generate(
         INSERT INTO requests (tenant, team, project, api_key_id, request_id, ts, route, model, upstream, status,
             error_class, streamed, cache_hit, latency_ms, ttft_ms, upstream_ms, overhead_ms, prompt_tokens,
             completion_tokens, cached_tokens, cost_micro_usd, finish_reason, choices, subject_hash,
-            retention_days, refusal)
+            retention_days, refusal, policy, decision, finding_stage, finding_kind, finding_action,
+            finding_count, finding_score)
         SELECT {tenant:String}, ['alpha', 'beta', 'gamma', 'delta'][1 + number % 4] AS team_, 'default',
             concat('key_', toString(number % 40)), generateUUIDv4(number),
             toDateTime64({since:DateTime64(3, 'UTC')}, 3, 'UTC')
                 + toIntervalMillisecond(intDiv(number * {span:UInt64}, {rows:UInt64})),
             'chat.completions', ['gpt-4o-mini', 'gpt-4o', 'claude-x', 'local'][1 + intDiv(number, 4) % 4] AS model_,
             if(model_ = 'local', 'onnx', 'openai'),
-            if(rand(1) % 100 < 2, 502, 200) AS status_, if(status_ = 502, 'upstream_error', ''),
+            if(rand(11) % 100 < 1, 400, if(rand(1) % 100 < 2, 502, 200)) AS status_,
+            multiIf(status_ = 502, 'upstream_error', status_ = 400, 'content_policy_violation', ''),
             rand(2) % 3 = 0 AS streamed_, false,
             toFloat32((150 + rand(3) % 900 + (rand(9) % 1000) * (rand(10) % 2))
                 * if(model_ = 'gpt-4o' AND number >= {drift_row:UInt64}, 1.6, 1.0)) AS latency_,
@@ -47,7 +49,12 @@ def generate(
             if(model_ = 'local', NULL, toInt64(prompt_ * if(model_ = 'gpt-4o', 2.5, 0.15)
                 + completion_ * if(model_ = 'gpt-4o', 10, 0.6))),
             if(rand(7) % 20 = 0, 'length', 'stop'), 1, '', 0,
-            rand(8) % 100 < if(model_ = 'claude-x' AND number >= {drift_row:UInt64}, 8, 2)
+            rand(8) % 100 < if(model_ = 'claude-x' AND number >= {drift_row:UInt64}, 8, 2),
+            'default@1', multiIf(status_ = 400, 'block', rand(12) % 100 < 10, 'mask', 'allow') AS decision_,
+            if(decision_ = 'allow', [], ['input']),
+            multiIf(decision_ = 'block', ['secret:openai_key'], decision_ = 'mask', ['EMAIL_ADDRESS'], []),
+            if(decision_ = 'allow', [], [decision_]), if(decision_ = 'allow', [], [1]),
+            if(decision_ = 'allow', [], [1.0])
         FROM numbers({rows:UInt64})
         """,
         parameters={

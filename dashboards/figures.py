@@ -156,7 +156,23 @@ def behaviour(data: dict[str, Any]) -> list[go.Figure]:
             name=model,
             mode="lines",
         )
-    return [refusals, finish, lengths]
+    decisions = _figure("Policy decisions by model", "model", "requests")
+    for decision in ("allow", "log", "flag", "mask", "block"):
+        rows = [r for r in data["decisions"] if r["decision"] == decision]
+        if rows:
+            decisions.add_bar(x=[r["model"] for r in rows], y=[r["requests"] for r in rows], name=decision)
+    decisions.update_layout(barmode="stack")
+    rates = _figure("Prompts with PII, answers or prompts flagged toxic", "model", "share of requests")
+    for key, name in (("pii_rate", "PII in prompt"), ("toxicity_rate", "toxicity finding")):
+        rates.add_bar(
+            x=[r["model"] for r in data["policy_rates"]], y=[r[key] for r in data["policy_rates"]], name=name
+        )
+    findings = _figure("Findings by kind (counts, never values)", "kind", "findings")
+    for action in sorted({r["action"] for r in data["findings"]}):
+        rows = [r for r in data["findings"] if r["action"] == action]
+        findings.add_bar(x=[r["kind"] for r in rows], y=[r["findings"] for r in rows], name=action)
+    findings.update_layout(barmode="stack")
+    return [refusals, finish, lengths, decisions, rates, findings]
 
 
 def _at(values: list[Any] | None, index: int) -> Any:

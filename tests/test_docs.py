@@ -12,6 +12,7 @@ from proxy.settings import (
     ComplianceSettings,
     CryptoSettings,
     ExportSettings,
+    PolicySettings,
     Price,
     RetentionSettings,
     ServerSettings,
@@ -36,6 +37,7 @@ def test_every_setting_is_documented() -> None:
         "retention": RetentionSettings,
         "compliance": ComplianceSettings,
         "exports": ExportSettings,
+        "policies": PolicySettings,
     }
     missing = [
         f"{prefix}.{field.name}"

@@ -18,7 +18,7 @@ from tests.conftest import LiveWarden
 from tests.dashboards.test_pages import WINDOW, seeded  # noqa: F401  (fixture)
 from tests.proxy.test_rbac_http import PASSWORD
 
-FIGURES = {"overview": 2, "latency": 3, "cost": 3, "drift": 3, "behaviour": 3, "audit": 0}
+FIGURES = {"overview": 2, "latency": 3, "cost": 3, "drift": 3, "behaviour": 6, "audit": 0}
 
 
 def browser(profile: Path) -> webdriver.Chrome:

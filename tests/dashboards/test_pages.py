@@ -67,7 +67,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
         ("latency", 3),
         ("cost", 3),
         ("drift", 3),
-        ("behaviour", 3),
+        ("behaviour", 6),
         ("audit", 0),
     ):
         html = client.get(f"/dashboards/{page}", params=WINDOW)
@@ -77,6 +77,19 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
     assert (
         client.get("/dashboards/plotly.min.js").headers["content-type"].startswith("application/javascript")
     )
+
+
+def test_behaviour_counts_policy_findings(seeded: LiveWarden) -> None:
+    data = admin(seeded).get("/dashboards/behaviour.json", params=WINDOW).json()
+    (truth,) = seeded.rows(
+        "SELECT countIf(decision = 'mask'), countIf(decision = 'block'), count() FROM requests"
+    )
+    findings = {(f["kind"], f["action"]): f["findings"] for f in data["findings"]}
+    assert findings == {("EMAIL_ADDRESS", "mask"): truth[0], ("secret:openai_key", "block"): truth[1]}
+    requests = sum(r["requests"] for r in data["policy_rates"])
+    pii = sum(r["pii_rate"] * r["requests"] for r in data["policy_rates"])
+    assert requests == truth[2] and round(pii) == truth[0]  # a secret is not PII
+    assert {r["decision"] for r in data["decisions"]} == {"allow", "mask", "block"}
 
 
 def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:
