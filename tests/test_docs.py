@@ -11,6 +11,7 @@ from proxy.settings import (
     AuthSettings,
     ComplianceSettings,
     CryptoSettings,
+    DemoSettings,
     ExportSettings,
     PolicySettings,
     Price,
@@ -38,6 +39,7 @@ def test_every_setting_is_documented() -> None:
         "compliance": ComplianceSettings,
         "exports": ExportSettings,
         "policies": PolicySettings,
+        "demo": DemoSettings,
     }
     missing = [
         f"{prefix}.{field.name}"
