@@ -166,8 +166,8 @@ class _Reader:
         if "stream" in data:
             stream = self.mapping(data["stream"], ("stream",), ("holdback",))
             holdback = stream.get("holdback", DEFAULT_HOLDBACK)
-            if isinstance(holdback, bool) or not isinstance(holdback, int) or not 16 <= holdback <= 4096:
-                raise self.fail(("stream", "holdback"), "must be an integer from 16 to 4096 (characters)")
+            if isinstance(holdback, bool) or not isinstance(holdback, int) or not 32 <= holdback <= 4096:
+                raise self.fail(("stream", "holdback"), "must be an integer from 32 to 4096 (characters)")
         return Policy(
             name=name,
             version=version,

@@ -17,6 +17,11 @@ from policies.engine import Blocked, CompiledPolicy, Hit, Report
 from policies.findings import PLACEHOLDER_MAX, Finding, Placeholders, mask_spans
 
 STEP = 16  # characters gathered beyond the hold-back before scanning again
+# The released context is only there for context words and word boundaries. With its digits and '@'
+# blanked, no pattern can start in already-sent text and swallow the start of the next entity
+# (e.g. the tail of one card number joined to the next one): the window then finds what a scan of
+# the whole text finds.
+_NEUTRAL = str.maketrans("0123456789@<>", "xxxxxxxxxxxxx")
 
 
 class StreamGuard:
@@ -83,7 +88,7 @@ class StreamGuard:
         if masks:
             piece = mask_spans(piece, masks, self._placeholders, restorable=False)
         self.released.append(piece)
-        self._context = window[max(cut - self._overlap, 0) : cut]
+        self._context = window[max(cut - self._overlap, 0) : cut].translate(_NEUTRAL)
         self._pending = window[cut:]
         return self._placeholders.restore(piece) if self._restore else piece
 

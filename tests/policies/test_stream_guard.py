@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -61,11 +62,15 @@ def split(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("WARDEN_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=60),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40),
-    holdback=st.sampled_from([16, 48, 96]),
+    holdback=st.sampled_from([32, 48, 96]),
 )
 def test_any_split_streams_the_same_as_the_whole(
     policy: CompiledPolicy, words: list[str], cuts: list[int], holdback: int
