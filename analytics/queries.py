@@ -297,32 +297,30 @@ def behaviour(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     )
     for row in by_model:
         row["completion_tokens"] = _q(row["completion_tokens"])
+    # Policy figures come from the hourly policy rollups (migration 0007), not from the raw rows.
+    hourly, hourly_params = condition(filters, scope, "hour")
     decisions = _rows(
         client,
         f"""
-        SELECT model, decision, count() AS requests FROM requests
-        WHERE {where} AND decision != '' GROUP BY model, decision ORDER BY model, requests DESC""",
-        params,
+        SELECT model, decision, sum(requests) AS n FROM policy_hourly
+        WHERE {hourly} AND decision != '' GROUP BY model, decision ORDER BY model, n DESC""",
+        hourly_params,
     )
-    # Shares of requests with a PII finding on the prompt and with a toxicity finding (either side);
-    # PII kinds are presidio entity names, the only kinds without a "scanner:" prefix besides these.
     rates = _rows(
         client,
         f"""
-        SELECT model, count() AS requests,
-               countIf(arrayExists((k, st) -> st = 'input' AND position(k, ':') = 0
-                   AND k NOT IN ('term', 'model_not_allowed'), finding_kind, finding_stage)) / count() AS pii_rate,
-               countIf(arrayExists(k -> startsWith(k, 'toxicity:'), finding_kind)) / count() AS toxicity_rate
-        FROM requests WHERE {where} GROUP BY model ORDER BY requests DESC LIMIT 20""",
-        params,
+        SELECT model, sum(requests) AS n, sum(pii_requests) / n AS pii_rate, sum(toxic_requests) / n AS toxicity_rate
+        FROM policy_hourly WHERE {hourly} GROUP BY model ORDER BY n DESC LIMIT 20""",
+        hourly_params,
     )
+    for row in decisions + rates:
+        row["requests"] = row.pop("n")  # not aliased `requests`: ClickHouse would read it as the column
     findings = _rows(
         client,
         f"""
-        SELECT kind, action, sum(n) AS findings FROM requests
-        ARRAY JOIN finding_kind AS kind, finding_action AS action, finding_count AS n
-        WHERE {where} GROUP BY kind, action ORDER BY findings DESC LIMIT 40""",
-        params,
+        SELECT kind, action, sum(findings) AS findings FROM findings_hourly
+        WHERE {hourly} GROUP BY kind, action ORDER BY findings DESC LIMIT 40""",
+        hourly_params,
     )
     return {
         "by_model": by_model,
