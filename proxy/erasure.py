@@ -22,6 +22,9 @@ class ErasureReport:
     transcripts_deleted: int
 
 
+ROLLUPS = ("requests_hourly", "requests_hourly_team", "policy_hourly", "findings_hourly")
+
+
 def erase(
     keyring: KeyRing,
     clickhouse: Any,
@@ -45,6 +48,12 @@ def erase(
         clickhouse.command(
             f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", parameters=parameters
         )
+    if subject_hash is None:
+        # A whole tenant goes from the rollups too (they hold counts per team, model and key, no subject).
+        for table in ROLLUPS:
+            clickhouse.command(
+                f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", parameters=parameters
+            )
     report = ErasureReport(keys, counts[0], counts[1])
     audit.record(
         db,

@@ -161,6 +161,23 @@ def test_erasure_crypto_shreds_a_subject(live: LiveWarden) -> None:
     )
 
 
+def test_erasing_a_tenant_empties_its_rows_and_rollups(live: LiveWarden) -> None:
+    key = live.create_key("alpha")
+    chat(live, key, "mail me at ann@example.org")
+    tables = (
+        "requests",
+        "transcripts",
+        "requests_hourly",
+        "requests_hourly_team",
+        "policy_hourly",
+        "findings_hourly",
+    )
+    assert all(live.rows(f"SELECT count() FROM {t}")[0][0] > 0 for t in tables)
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    assert admin.post("/api/erasure", json={"all_of_tenant": True}).status_code == 200
+    assert {t: live.rows(f"SELECT count() FROM {t}")[0][0] for t in tables} == dict.fromkeys(tables, 0)
+
+
 def test_retention_is_copied_into_rows(live: LiveWarden) -> None:
     chat(live, live.create_key("alpha"), "ninety days")
     live.services.directory.create_team("short", Change("cli:test", "default"))
