@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from policies.yaml_lines import dotted, record_lines
+from policies.yaml_lines import YamlSyntaxError, dotted, load_with_lines
 
 API_VERSION = "warden/v1"
 ACTIONS = ("block", "mask", "flag", "log")
@@ -90,14 +88,9 @@ def load_policy_file(path: str | Path, scanners: dict[str, Any] | None = None) -
 def parse_policy(text: str, source: str, scanners: dict[str, Any] | None = None) -> Policy:
     """Parse and validate; `scanners` (name -> checker of params) validates rule parameters too."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{source}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    record_lines(node, (), lines)
+        data, lines = load_with_lines(text, source)
+    except YamlSyntaxError as exc:
+        raise PolicyError(str(exc)) from None
     return _Reader(source, lines, scanners).policy(data)
 
 

@@ -28,3 +28,26 @@ def dotted(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<root>"
+
+
+class YamlSyntaxError(ValueError):
+    """The text is not YAML; the message says where (`source:line: invalid YAML: problem`)."""
+
+
+def load_with_lines(text: str, source: str) -> tuple[object, dict[Path, int]]:
+    """The parsed document and the line of every key, from one parse of the text."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(f"{source}{where}: invalid YAML: {problem}") from None
+    lines: dict[Path, int] = {}
+    record_lines(node, (), lines)
+    return data, lines

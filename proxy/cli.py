@@ -14,15 +14,8 @@ from typing import Any
 
 import click
 
-from proxy.settings import CONFIG_ENV, ConfigError, Settings, load_settings
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV,
-    help=f"YAML config file (default: ${CONFIG_ENV}, else embedded defaults).",
-)
+from proxy.cli_options import config_option
+from proxy.settings import ConfigError, Settings, load_settings
 
 
 def _settings(config_path: Path | None, *, resolve_secrets: bool = True) -> Settings:

@@ -10,15 +10,9 @@ import click
 
 from policies.document import PolicyError, load_policy_file
 from policies.scanners import ScannerUnavailable, checkers
-from proxy.settings import CONFIG_ENV, ConfigError, load_settings
+from proxy.cli_options import config_option
+from proxy.settings import ConfigError, load_settings
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=CONFIG_ENV,
-    help=f"YAML config file: where the models for pii/toxicity are (default: ${CONFIG_ENV}).",
-)
 files_argument = click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )

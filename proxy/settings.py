@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from policies.yaml_lines import dotted, record_lines
+from policies.yaml_lines import YamlSyntaxError, dotted, load_with_lines
 
 CONFIG_ENV = "WARDEN_CONFIG"
 DEMO_MARKER = ".warden-demo-ready"  # written last by `warden models prepare-demo`
@@ -207,19 +207,13 @@ def load_settings(
 
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
+        data, lines = load_with_lines(text, source)
+    except YamlSyntaxError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
-    lines: dict[tuple[str | int, ...], int] = {}
-    record_lines(node, (), lines)
     return data, lines
 
 
