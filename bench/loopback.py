@@ -1,12 +1,20 @@
-"""Helpers the benchmarks share: a free loopback port, and waiting for a local server to answer."""
+"""Helpers the benchmarks share: a free loopback port, waiting for a local server to answer, and a
+Warden served by `warden serve` in front of a loopback upstream."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WARDEN = [sys.executable, "-m", "proxy.cli"]
 
 
 def free_port() -> int:
@@ -27,3 +35,42 @@ def wait_http(url: str, process: subprocess.Popen | None = None, seconds: float 
         except httpx.TransportError:
             time.sleep(0.1)
     raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+
+
+def start_warden(
+    folder: Path, upstream_url: str, port: int, log: IO[Any] | int = subprocess.DEVNULL, **sections: Any
+) -> tuple[subprocess.Popen, str]:
+    """Migrate, create an API key and serve a Warden whose state lives in `folder` (config, SQLite,
+    chDB at folder/clickhouse, spool), routing `gpt-fake` to `upstream_url`; return it and the key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "warden.yaml"
+    settings = {
+        "upstreams": [{"name": "fake", "type": "openai", "base_url": upstream_url, "models": ["gpt-fake"]}],
+        "storage": {
+            "database_url": f"sqlite:///{folder / 'warden.db'}",
+            "clickhouse_url": f"chdb:///{folder / 'clickhouse'}",
+        },
+        "analytics": {"spool_dir": str(folder / "spool")},
+        **sections,
+    }
+    config.write_text(yaml.safe_dump(settings))
+    subprocess.run([*WARDEN, "migrate", "--config", str(config)], cwd=ROOT, check=True, capture_output=True)
+    key = subprocess.run(
+        [*WARDEN, "keys", "create", "--team", "bench", "--config", str(config)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    server = subprocess.Popen(
+        [*WARDEN, "serve", "--no-migrate", "--config", str(config), "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+    except SystemExit:
+        server.kill()
+        raise
+    return server, key

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-from loopback import free_port, wait_http
+from loopback import free_port, start_warden, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,50 +160,12 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         procs.append(fake)
-        config = work / "warden.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "server": {"threads": args.threads},
-                    "upstreams": [
-                        {
-                            "name": "fake",
-                            "type": "openai",
-                            "base_url": f"http://127.0.0.1:{up_port}/v1",
-                            "models": ["gpt-fake"],
-                        }
-                    ],
-                    "storage": {
-                        "database_url": f"sqlite:///{work / 'warden.db'}",
-                        "clickhouse_url": f"chdb:///{work / 'clickhouse'}",
-                    },
-                }
-            )
-        )
-        subprocess.run(
-            [*warden, "migrate", "--config", str(config)],
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        key = subprocess.run(
-            [*warden, "keys", "create", "--team", "bench", "--config", str(config)],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake)
         log = (work / "serve.log").open("w")
-        server = subprocess.Popen(
-            [*warden, "serve", "--no-migrate", "--config", str(config), "--port", str(warden_port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        server, key = start_warden(
+            work, f"http://127.0.0.1:{up_port}/v1", warden_port, log, server={"threads": args.threads}
         )
         procs.append(server)
-        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake)
-        wait_http(f"http://127.0.0.1:{warden_port}/healthz", server)
 
         message = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say something short."}]}
         bodies = {

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loopback import free_port, wait_http  # noqa: E402
+from loopback import free_port, start_warden, wait_http  # noqa: E402
 
 from policies.document import parse_policy  # noqa: E402
 from policies.engine import CompiledPolicy  # noqa: E402
@@ -163,45 +162,10 @@ def stream_table(chunk_delay_ms: float, runs: int) -> None:
         servers = {}
         for label, files in (("default policy (input only)", []), ("+ pii on output", [str(output_policy)])):
             port = free_port()
-            config = work / f"{port}.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "upstreams": [
-                            {
-                                "name": "fake",
-                                "type": "openai",
-                                "base_url": f"http://127.0.0.1:{up_port}/v1",
-                                "models": ["gpt-fake"],
-                            }
-                        ],
-                        "storage": {
-                            "database_url": f"sqlite:///{work / f'{port}.db'}",
-                            "clickhouse_url": f"chdb:///{work / f'ch{port}'}",
-                        },
-                        "analytics": {"spool_dir": str(work / f"spool{port}")},
-                        "policies": {"files": files},
-                    }
-                )
-            )
-            subprocess.run(
-                [*warden, "migrate", "--config", str(config)], cwd=ROOT, check=True, capture_output=True
-            )
-            key = subprocess.run(
-                [*warden, "keys", "create", "--team", "bench", "--config", str(config)],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            server = subprocess.Popen(
-                [*warden, "serve", "--no-migrate", "--config", str(config), "--port", str(port)],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            server, key = start_warden(
+                work / str(port), f"http://127.0.0.1:{up_port}/v1", port, policies={"files": files}
             )
             procs.append(server)
-            wait_http(f"http://127.0.0.1:{port}/healthz", server)
             servers[label] = (port, key)
         body = {
             "model": "gpt-fake",
