@@ -87,6 +87,7 @@ class CompiledPolicy:
                 self.inactive.append(rule.id)
                 continue
             self._rules[rule.stage].append((rule, scanner))
+        self._request_level = any(scanner.level == "request" for _, scanner in self._rules["input"])
         if self.inactive:
             log.info(
                 "policy %s: rules without their model, inactive: %s", policy.label, ", ".join(self.inactive)
@@ -98,6 +99,9 @@ class CompiledPolicy:
 
     def has_rules(self, stage: str) -> bool:
         return bool(self._rules[stage])
+
+    def has_request_rules(self) -> bool:
+        return self._request_level
 
     def has_final_rules(self, stage: str) -> bool:
         return any(not scanner.windowed for _, scanner in self._rules[stage])

@@ -166,12 +166,13 @@ class Forwarder:
         placeholders = exchange.placeholders = Placeholders()
         if not compiled.has_rules("input"):
             return raw
-        chars = utf8 = 0
-        for text in messages.texts(route, payload):
-            chars += len(text)
-            utf8 += len(text.encode())
         try:
-            compiled.check_request(RequestFacts(exchange.model, route, chars, utf8), report)
+            if compiled.has_request_rules():  # sizes are only worth counting for a rule that reads them
+                texts = list(messages.texts(route, payload))
+                facts = RequestFacts(
+                    exchange.model, route, sum(map(len, texts)), sum(len(t.encode()) for t in texts)
+                )
+                compiled.check_request(facts, report)
             changed = messages.rewrite(
                 route, payload, lambda text: compiled.check_text("input", text, placeholders, report)
             )

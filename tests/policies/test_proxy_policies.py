@@ -114,6 +114,24 @@ def test_blocked_prompt_never_reaches_the_upstream(live: LiveWarden, fake_upstre
     assert list(row["finding_kind"]) == ["secret:aws_access_key"]
 
 
+def test_request_level_rules_through_the_proxy(live: LiveWarden, fake_upstream: FakeUpstream) -> None:
+    folder = live.policy_file.parent  # type: ignore[attr-defined]
+    (folder / "gamma.yaml").write_text(
+        "apiVersion: warden/v1\nmetadata: {name: gamma, version: '1'}\nscope: {teams: [gamma]}\n"
+        "rules:\n  input:\n    - {id: size, scanner: max_input, action: block, params: {chars: 40}}\n"
+    )
+    api = client(live, "gamma")
+    short = api.chat.completions.create(model="gpt-fake", messages=[{"role": "user", "content": "short"}])
+    assert short.choices[0].message.content == "short"
+    before = len(fake_upstream.requests)
+    with pytest.raises(openai.BadRequestError, match=r"rule 'size' \(max_input:chars\)"):
+        api.chat.completions.create(
+            model="gpt-fake",
+            messages=[{"role": "system", "content": "x" * 30}, {"role": "user", "content": "y" * 11}],
+        )
+    assert len(fake_upstream.requests) == before  # 41 characters over two messages: counted together
+
+
 def test_output_block_json_and_stream(live: LiveWarden, fake_upstream: FakeUpstream) -> None:
     api = client(live, "alpha")  # team alpha gets the scoped policy with output rules
     said = "All good. The plan is project Falcon, says the memo."
