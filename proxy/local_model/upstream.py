@@ -12,6 +12,7 @@ appears in the text).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -97,18 +98,11 @@ class OnnxUpstream:
             generations = self._start(call)
         except BadRequest as exc:
             return _error(exc)
-        try:
-            texts, reasons = [], []
+        texts, reasons = [], []
+        with self._running(generations):
             for generation in generations:
                 texts.append(generation.text())
                 reasons.append(generation.finish_reason)
-        except EngineClosed as exc:
-            raise UpstreamFailure("unreachable", self.name, str(exc)) from None
-        except RuntimeError as exc:
-            raise UpstreamFailure("bad_response", self.name, str(exc)) from None
-        finally:
-            for generation in generations:
-                generation.close()
         created, usage = int(time.time()), self._usage(generations)
         if call.route == CHAT:
             payload: dict[str, Any] = {
@@ -261,6 +255,20 @@ class OnnxUpstream:
             raise UpstreamFailure("unreachable", self.name, str(exc)) from None
         return generations
 
+    @contextlib.contextmanager
+    def _running(self, generations: list[Generation]) -> Iterator[None]:
+        """Engine failures become UpstreamFailure, and the generations are closed however the call
+        ends: also when the client disconnects and Warden closes the stream (frees the batch rows)."""
+        try:
+            yield
+        except EngineClosed as exc:
+            raise UpstreamFailure("unreachable", self.name, str(exc)) from None
+        except RuntimeError as exc:
+            raise UpstreamFailure("bad_response", self.name, str(exc)) from None
+        finally:
+            for generation in generations:
+                generation.close()
+
     @staticmethod
     def _usage(generations: list[Generation]) -> dict[str, int]:
         prompt = generations[0].prompt_tokens
@@ -289,7 +297,7 @@ class OnnxUpstream:
         def text_choice(index: int, text: str, reason: str | None) -> dict[str, Any]:
             return {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
 
-        try:
+        with self._running(generations):
             # Choices are generated side by side (one batch); they are sent one after the other.
             for index, generation in enumerate(generations):
                 if chat:
@@ -308,14 +316,6 @@ class OnnxUpstream:
             if call.include_usage:
                 yield b"data: " + _dumps({**base, "choices": [], "usage": self._usage(generations)}) + b"\n\n"
             yield b"data: [DONE]\n\n"
-        except EngineClosed as exc:
-            raise UpstreamFailure("unreachable", self.name, str(exc)) from None
-        except RuntimeError as exc:
-            raise UpstreamFailure("bad_response", self.name, str(exc)) from None
-        finally:
-            # Also runs when the client disconnects and Warden closes the stream: frees the batch rows.
-            for generation in generations:
-                generation.close()
 
 
 @dataclass(slots=True)
