@@ -209,14 +209,22 @@ def test_toxicity_torch_and_onnx_agree_and_threshold(
     assert evaluate_text(high, "input", text)["decision"] == "allow"
 
 
-def test_toxicity_scores_long_texts_in_windows(runtime: Runtime) -> None:
+def test_toxicity_scores_long_texts_in_windows(runtime: Runtime, toxicity_onnx: Path) -> None:
     model = runtime.toxicity_model()
-    long_text = "word " * 3000  # ~3000 tokens: six windows of 512, not one truncated one
+    vocab = sorted(w for w in model.tokenizer.get_vocab() if w.isalpha() and len(w) > 3)
+    head = "word " * 600  # more than one window on its own: truncation would see only this
+    long_text = head + " ".join(vocab[i % len(vocab)] for i in range(2500))
     windows = model.tokenizer(
         long_text, truncation=True, max_length=512, stride=64, return_overflowing_tokens=True
     )["input_ids"]
     assert len(windows) > 5
-    assert set(model.scores(long_text)) == set(model.labels)
+    first_window_only = model.scores(head)
+    scores = model.scores(long_text)
+    # Each label takes its highest window: never below the first window, above it for some label.
+    assert all(scores[label] >= first_window_only[label] - 1e-6 for label in scores)
+    assert any(scores[label] > first_window_only[label] + 1e-6 for label in scores)
+    onnx_scores = load_toxicity_model(str(toxicity_onnx)).scores(long_text)  # windows made by `tokenizers`
+    assert all(abs(scores[label] - onnx_scores[label]) < 1e-4 for label in scores)
 
 
 def test_toxicity_without_a_model(tmp_path: Path) -> None:
