@@ -19,6 +19,8 @@ from policies.scanners import RequestFacts, ScannerUnavailable, registry
 log = logging.getLogger(__name__)
 
 RANK = {"allow": 0, "log": 1, "flag": 2, "mask": 3, "block": 4}
+# The decision a recorded action amounts to, where it is not an action of its own.
+_DECIDES = {"late": "flag", "monitor": "allow", "error": "flag"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class Report:
 
     def add(self, hit: Hit) -> None:
         self.hits.append(hit)
-        decided = {"late": "flag", "monitor": "allow", "error": "flag"}.get(hit.action, hit.action)
+        decided = _DECIDES.get(hit.action, hit.action)
         if RANK[decided] > RANK[self.decision]:
             self.decision = decided
         if hit.action == "block" and self.blocked is None:

@@ -79,9 +79,7 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
         if "label" in item and not re.fullmatch(r"[A-Z][A-Z0-9_]{0,40}", str(item["label"])):
             raise ParamError((*path, "label"), "must be upper-case letters, digits and _")
         custom_names.add(name)
-    entities = params.get("entities", list(DEFAULT_ENTITIES))
-    if isinstance(entities, list):
-        entities = {name: {} for name in entities}
+    entities = _entity_options(params)
     if not isinstance(entities, dict) or not entities:
         raise ParamError(("entities",), "must be a list of entity names or a mapping name -> options")
     for name, options in entities.items():
@@ -100,6 +98,12 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
             score(options["threshold"], ("entities", name, "threshold"))
         if "action" in options and options["action"] not in ACTIONS:
             raise ParamError(("entities", name, "action"), f"must be one of {', '.join(ACTIONS)}")
+
+
+def _entity_options(params: dict[str, Any]) -> Any:
+    """`entities` as a mapping name -> options (a plain list of names means no options)."""
+    entities = params.get("entities", list(DEFAULT_ENTITIES))
+    return {name: {} for name in entities} if isinstance(entities, list) else entities
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +154,8 @@ def build(params: dict[str, Any], runtime: Any) -> PiiScanner:
     threshold = float(params.get("threshold", DEFAULT_THRESHOLD))
     custom_specs = params.get("custom") or []
     labels = {c["name"]: c.get("label", c["name"]) for c in custom_specs}
-    raw = params.get("entities", list(DEFAULT_ENTITIES))
-    if isinstance(raw, list):
-        raw = {name: {} for name in raw}
     entities = []
-    for name, options in raw.items():
+    for name, options in _entity_options(params).items():
         options = options or {}
         if name in NER_ENTITIES and not engine.has_ner:
             raise ScannerUnavailable(
