@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
-from analytics.access import Actor, Binding, Permission, Scope, can_grant, require, scope_for
+from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
 from proxy import audit
 from proxy.db import utcnow
 from proxy.erasure import erase
@@ -374,6 +374,7 @@ def create_export() -> tuple[Response, int]:
         _field(payload, "format", required=False) or "jsonl",
         Scope(actor.tenant, frozenset(teams)) if teams else None,
         with_transcripts,
+        audit_log=allows(actor, Permission.AUDIT_READ),
     )
     try:
         spec.check()
@@ -425,6 +426,9 @@ def download_export(export_id: str, name: str) -> Response:
     ):
         for team in manifest.get("teams") or [None]:
             require(actor, Permission.TRANSCRIPTS_READ, team)
+    if name.startswith("audit_log."):
+        # Exports made before the audit log needed tenant-wide `audit:read` may still hold one.
+        require(actor, Permission.AUDIT_READ)
     path = directory / name
     if not path.is_file():
         raise IdentityError("no such export file", 404)

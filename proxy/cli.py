@@ -535,6 +535,7 @@ def export_cmd(
         fmt,
         Scope(tenant, frozenset(team)) if team else None,
         transcripts,
+        audit_log=True,  # the CLI runs with the deployment's own rights: the whole tenant's log
     )
     runtime = _Runtime(config_path)
     with click.progressbar(length=0, label="exporting", show_pos=True) as bar:

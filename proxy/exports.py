@@ -42,6 +42,9 @@ class ExportSpec:
     format: str = "jsonl"
     scope: Scope | None = None  # None: the whole tenant
     transcripts: bool = False
+    # The admin audit log is tenant-wide (other teams' key changes, transcript reads and their reasons):
+    # only a caller with tenant-wide `audit:read` may have it, so it is left out unless asked for.
+    audit_log: bool = False
 
     def check(self) -> None:
         if self.format not in FORMATS:
@@ -97,10 +100,9 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise ExportError(f"{out} is not empty")
-    files = [
-        _write(out, "requests", spec.format, _requests(clickhouse, spec), progress),
-        _write(out, "audit_log", spec.format, _audit(db, spec), progress),
-    ]
+    files = [_write(out, "requests", spec.format, _requests(clickhouse, spec), progress)]
+    if spec.audit_log:
+        files.append(_write(out, "audit_log", spec.format, _audit(db, spec), progress))
     if spec.transcripts:
         files.append(
             _write(out, "transcripts", spec.format, _transcripts(clickhouse, keyring, spec), progress)

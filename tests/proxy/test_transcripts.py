@@ -41,6 +41,7 @@ def live(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
         ("auditor", Binding("auditor")),
         ("analyst", Binding("analyst")),
         ("alpha-auditor", Binding("auditor", "alpha")),
+        ("alpha-analyst", Binding("analyst", "alpha")),
     ):
         warden.services.directory.create_user(name, PASSWORD, setup, (binding,))
     warden.root = warden.base_url.removesuffix("/v1")  # type: ignore[attr-defined]
@@ -228,6 +229,31 @@ def test_signed_export_and_verify(live: LiveWarden, tmp_path: Path) -> None:
     (directory / "requests.jsonl").write_text(download.text.replace("alpha", "gamma"))
     tampered = runner.invoke(main, ["export", "verify", str(directory), "--public-key", str(public_key)])
     assert tampered.exit_code == 1 and "requests.jsonl: SHA-256 differs" in tampered.output
+
+
+def test_team_exports_leave_out_the_tenant_audit_log(live: LiveWarden) -> None:
+    """The admin audit log is tenant-wide: an export carries it only for a tenant-wide `audit:read`
+    (GET /api/audit answers 403 to the same team-bound people)."""
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    made = admin.post("/api/keys", json={"team": "beta", "name": "beta-secret-project"})
+    assert made.status_code == 201, made.text
+    window = {"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    for username in ("alpha-analyst", "alpha-auditor"):
+        person = sign_in(live.root, username)  # type: ignore[attr-defined]
+        assert person.get("/api/audit").status_code == 403
+        exported = person.post("/api/exports", json={**window, "teams": ["alpha"]})
+        assert exported.status_code == 201, exported.text
+        names = [f["name"] for f in exported.json()["files"]]
+        assert names == ["requests.jsonl"], names
+        directory = Path(live.settings.exports.dir) / exported.json()["id"]
+        assert not (directory / "audit_log.jsonl").exists()
+        assert person.get(f"/api/exports/{exported.json()['id']}/audit_log.jsonl").status_code in (403, 404)
+    tenant_wide = admin.post("/api/exports", json=window)
+    assert tenant_wide.status_code == 201
+    audit_file = {f["name"]: f["rows"] for f in tenant_wide.json()["files"]}["audit_log.jsonl"]
+    assert audit_file > 0
+    directory = Path(live.settings.exports.dir) / tenant_wide.json()["id"]
+    assert "beta-secret-project" in (directory / "audit_log.jsonl").read_text()
 
 
 def test_metrics_expose_the_pipeline(live: LiveWarden) -> None:
