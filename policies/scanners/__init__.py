@@ -7,7 +7,7 @@ pipeline (policies.engine) applies it. `check` validates a rule's params when th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -113,12 +113,43 @@ def string_list(value: Any, path: tuple[str | int, ...]) -> list[str]:
 
 
 def regex(value: Any, path: tuple[str | int, ...]) -> str:
-    import re
+    import regex as user_re
 
     if not isinstance(value, str) or not value:
         raise ParamError(path, "must be a regular expression")
     try:
-        re.compile(value)
-    except re.error as exc:
+        user_re.compile(value)
+    except user_re.error as exc:
         raise ParamError(path, f"invalid regular expression: {exc}") from None
     return value
+
+
+# -- policy authors' regexes -----------------------------------------------------------------
+
+# A policy author's regex may backtrack catastrophically on some text. Built-in patterns are linear by
+# construction; these run on the `regex` engine, which releases the GIL while matching and stops a scan of one
+# text after this long (all its matches together). Running out of time is a scanner error: the rule's
+# `on_error` (block by default) decides.
+USER_REGEX_TIMEOUT_S = 1.0
+
+
+class RegexTimeout(RuntimeError):
+    """A policy author's regex ran out of time on a text (not a TimeoutError: presidio swallows those)."""
+
+
+class UserPattern:
+    """A policy author's regex, matched under `USER_REGEX_TIMEOUT_S` per text."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self, pattern: str | Any, flags: int = 0) -> None:
+        import regex as user_re
+
+        self._compiled = user_re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+
+    def finditer(self, text: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        kwargs["timeout"] = USER_REGEX_TIMEOUT_S
+        try:
+            yield from self._compiled.finditer(text, *args, **kwargs)
+        except TimeoutError:
+            raise RegexTimeout(f"a policy regex ran longer than {USER_REGEX_TIMEOUT_S} s") from None

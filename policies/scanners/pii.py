@@ -16,12 +16,12 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from policies.document import ACTIONS, ParamError
 from policies.findings import Finding
-from policies.scanners import ScannerUnavailable, known_keys, regex, score, string_list
+from policies.scanners import ScannerUnavailable, UserPattern, known_keys, regex, score, string_list
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ class _Entity:
     action: str
 
 
+# Long texts are analysed in windows of this many characters, each sharing `_OVERLAP` with the next.
+_WINDOW = 4096
+_OVERLAP = 256
+
+
 class PiiScanner:
     level = "text"
     windowed = True
@@ -130,6 +135,24 @@ class PiiScanner:
         self._floor = min(e.threshold for e in entities)
 
     def scan(self, text: str) -> list[Finding]:
+        """Findings in `text`; a long text is analysed in overlapping windows, because presidio's cost
+        grows faster than the text where entities are dense (context lookups, result copies)."""
+        if len(text) <= _WINDOW:
+            return self._scan_window(text)
+        findings: list[Finding] = []
+        step = _WINDOW - _OVERLAP
+        for start in range(0, len(text), step):
+            last = start + _WINDOW >= len(text)
+            for f in self._scan_window(text[start : start + _WINDOW]):
+                # A window owns the entities that start before the next window does; the overlap is
+                # longer than any entity these recognizers find, so the next window sees the rest whole.
+                if last or f.start < step:
+                    findings.append(replace(f, start=f.start + start, end=f.end + start))
+            if last:
+                break
+        return findings
+
+    def _scan_window(self, text: str) -> list[Finding]:
         digits = _digits(text)
         wanted = [n for n in self._patterned if PATTERN_ENTITIES[n][1](text, digits)] + self._always
         if not wanted:
@@ -244,14 +267,31 @@ class PiiEngine:
 
     @staticmethod
     def pattern_recognizer(spec: dict[str, Any]) -> Any:
-        from presidio_analyzer import Pattern, PatternRecognizer
+        from presidio_analyzer import PatternRecognizer
 
         return PatternRecognizer(
             supported_entity=spec["name"],
             name=f"custom_{spec['name']}",
-            patterns=[Pattern(spec["name"].lower(), spec["regex"], float(spec.get("score", 0.6)))],
+            patterns=[_timed_pattern(spec["name"].lower(), spec["regex"], float(spec.get("score", 0.6)))],
             context=list(spec.get("context") or []) or None,
         )
+
+
+def _timed_pattern(name: str, regex: str, score: float) -> Any:
+    """A presidio Pattern whose regex runs as a `UserPattern`: presidio's own limit is 60 s, and it skips
+    a pattern that runs out of time (fails open); this one stops sooner and fails the rule."""
+    from presidio_analyzer import Pattern
+
+    class TimedPattern(Pattern):
+        @property  # type: ignore[override]
+        def compiled_regex(self) -> Any:
+            return self._timed
+
+        @compiled_regex.setter
+        def compiled_regex(self, compiled: Any) -> None:
+            self._timed = None if compiled is None else UserPattern(compiled)
+
+    return TimedPattern(name, regex, score)
 
 
 def _offline_email_recognizer() -> Any:

@@ -7,22 +7,28 @@ from typing import Any
 
 from policies.document import ParamError
 from policies.findings import Finding
-from policies.scanners import known_keys, regex, string_list
+from policies.scanners import UserPattern, known_keys, regex, string_list
 
 # kind -> pattern. Prefixed formats only, so ordinary text and hashes do not trip them.
+# Linear by construction, whatever the text: `re` holds the GIL while it matches, so one backtracking
+# pattern stops every thread of the worker (`"eyJ-" * 50000` once took seconds). A token may start only
+# where a run of its characters starts (`_T`), and runs are consumed possessively (`{n,}+`): a failed
+# attempt never rescans the run from a later start, nor backtracks into it.
+_T = r"(?<![A-Za-z0-9_\-])"
 PATTERNS: dict[str, str] = {
     "aws_access_key": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    "openai_key": r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}\b",
-    "anthropic_key": r"\bsk-ant-[A-Za-z0-9_\-]{20,}\b",
-    "github_token": r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{40,}\b",
-    "gitlab_token": r"\bglpat-[A-Za-z0-9_\-]{20,}\b",
-    "slack_token": r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
-    "stripe_key": r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
+    "openai_key": _T + r"sk-(?:proj-|svcacct-|admin-)?+[A-Za-z0-9_\-]{20,}+",
+    "anthropic_key": _T + r"sk-ant-[A-Za-z0-9_\-]{20,}+",
+    "github_token": _T
+    + r"(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}+|github_pat_[A-Za-z0-9_]{40,}+)(?![A-Za-z0-9_])",
+    "gitlab_token": _T + r"glpat-[A-Za-z0-9_\-]{20,}+",
+    "slack_token": _T + r"xox[abposr]-[A-Za-z0-9\-]{10,}+(?!_)",
+    "stripe_key": _T + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}+(?!_)",
     "google_api_key": r"\bAIza[0-9A-Za-z_\-]{35}\b",
-    "warden_key": r"\bwdn-[A-Za-z0-9_\-]{20,}\b",
-    "jwt": r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\b",
-    "private_key": r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----",
-    "password_in_url": r"\b[a-z][a-z0-9+.\-]{1,15}://[^\s/:@]{1,64}:[^\s/@]{1,128}@[^\s/]+",
+    "warden_key": _T + r"wdn-[A-Za-z0-9_\-]{20,}+",
+    "jwt": _T + r"eyJ[A-Za-z0-9_\-]{8,}+\.eyJ[A-Za-z0-9_\-]{8,}+\.[A-Za-z0-9_\-]{8,}+",
+    "private_key": r"-----BEGIN (?:[A-Z]{1,24} ){0,4}PRIVATE KEY-----",
+    "password_in_url": r"\b[a-z][a-z0-9+.\-]{1,15}://[^\s/:@]{1,64}:[^\s/@]{1,128}@[^\s/]++",
 }
 PARAMS = ("kinds", "custom")
 
@@ -46,8 +52,11 @@ class SecretsScanner:
     level = "text"
     windowed = True
 
-    def __init__(self, patterns: dict[str, str]) -> None:
-        self._patterns = [(kind, re.compile(p)) for kind, p in patterns.items()]
+    def __init__(self, patterns: dict[str, str], custom: dict[str, str] | None = None) -> None:
+        self._patterns: list[tuple[str, re.Pattern[str] | UserPattern]] = [
+            (kind, re.compile(p)) for kind, p in patterns.items()
+        ]
+        self._patterns += [(kind, UserPattern(p)) for kind, p in (custom or {}).items()]
 
     def scan(self, text: str) -> list[Finding]:
         found = []
@@ -61,6 +70,4 @@ def build(params: dict[str, Any], runtime: Any) -> SecretsScanner:
     kinds = params.get("kinds") or list(PATTERNS)
     if isinstance(kinds, str):
         kinds = [kinds]
-    patterns = {k: PATTERNS[k] for k in kinds}
-    patterns.update(params.get("custom") or {})
-    return SecretsScanner(patterns)
+    return SecretsScanner({k: PATTERNS[k] for k in kinds}, params.get("custom") or {})

@@ -7,7 +7,7 @@ from typing import Any
 
 from policies.document import ParamError
 from policies.findings import Finding
-from policies.scanners import known_keys, regex, string_list
+from policies.scanners import UserPattern, known_keys, regex, string_list
 
 PARAMS = ("words", "regex", "case_sensitive", "label")
 
@@ -37,7 +37,7 @@ class TermsScanner:
             if words
             else None
         )
-        self._patterns = [re.compile(p, flags) for p in patterns]
+        self._patterns = [UserPattern(p, flags) for p in patterns]
         self._label = label
 
     def scan(self, text: str) -> list[Finding]:

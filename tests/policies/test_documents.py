@@ -89,6 +89,7 @@ rules:
     )
     (merged,) = resolve([child], load_policy_file(BUILTIN, known))
     assert [(r.id, r.action, r.mode) for r in merged.rules] == [
+        ("size", "block", "enforce"),
         ("pii", "mask", "enforce"),
         ("secrets", "flag", "enforce"),
         ("toxicity", "flag", "off"),
