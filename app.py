@@ -20,16 +20,16 @@ from policies.document import PolicyError
 from policies.runtime import ModelPaths, Runtime
 from policies.scanners import ScannerUnavailable
 from policies.store import PolicyStore
-from proxy.crypto import KeyRing, load_kek
+from proxy.compliance.crypto import KeyRing, load_kek
 from proxy.db import make_engine, make_sessions
 from proxy.errors import ProxyError, error_response
-from proxy.forward import Forwarder
-from proxy.identity import Directory
-from proxy.keys import KeyStore
-from proxy.router import Router
-from proxy.sessions import SessionPolicy, SessionStore
+from proxy.gateway.forwarder import Forwarder
+from proxy.gateway.router import Router
+from proxy.identity.directory import Directory
+from proxy.identity.keys import KeyStore
+from proxy.identity.sessions import SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
-from proxy.upstream import HttpUpstream
+from proxy.upstreams.http import HttpUpstream
 
 log = logging.getLogger("warden")
 
@@ -78,8 +78,8 @@ def make_upstream(up: UpstreamSettings, engines: dict[tuple[str, str], Any]) -> 
     """An HTTP upstream, or a local ONNX model (one engine per folder and provider, shared by names)."""
     if up.type != "onnx":
         return HttpUpstream(up)
-    from proxy.local_model.engine import OnnxEngine
-    from proxy.local_model.upstream import OnnxUpstream
+    from proxy.upstreams.local.engine import OnnxEngine
+    from proxy.upstreams.local.upstream import OnnxUpstream
 
     key = (up.path, up.provider)
     if key not in engines:
@@ -172,12 +172,12 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.extensions["warden.forwarder"] = services.forwarder
 
     from dashboards.views import bp as dashboards_bp
-    from proxy import audit, guard
-    from proxy.admin_api import bp as admin_api_bp
-    from proxy.people import bp as people_bp
-    from proxy.policy_api import bp as policy_api_bp
-    from proxy.routes import bp as proxy_bp
-    from proxy.transcripts import bp as transcripts_bp
+    from proxy.compliance.transcripts import bp as transcripts_bp
+    from proxy.gateway.policy_api import bp as policy_api_bp
+    from proxy.gateway.routes import bp as proxy_bp
+    from proxy.identity import audit, guard
+    from proxy.identity.admin_api import bp as admin_api_bp
+    from proxy.identity.people import bp as people_bp
 
     guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
     app.register_blueprint(proxy_bp)

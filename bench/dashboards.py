@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 
 from analytics.synthetic import generate  # noqa: E402
 from app import create_app  # noqa: E402
-from proxy.crypto import new_kek_text  # noqa: E402
+from proxy.compliance.crypto import new_kek_text  # noqa: E402
 from proxy.migrate import upgrade_all  # noqa: E402
 from proxy.settings import load_settings  # noqa: E402
 

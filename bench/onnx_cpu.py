@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.local_model.build import DEMO_MARKER, build_tiny, prepare_demo  # noqa: E402
-from proxy.local_model.engine import OnnxEngine  # noqa: E402
-from proxy.local_model.sampling import SamplingParams  # noqa: E402
+from proxy.upstreams.local.build import DEMO_MARKER, build_tiny, prepare_demo  # noqa: E402
+from proxy.upstreams.local.engine import OnnxEngine  # noqa: E402
+from proxy.upstreams.local.sampling import SamplingParams  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",

@@ -18,10 +18,10 @@ from werkzeug.serving import make_server
 
 from analytics.clickhouse import connect
 from app import create_app
-from proxy.crypto import new_kek_text
-from proxy.fake_upstream import FakeUpstream
+from proxy.compliance.crypto import new_kek_text
 from proxy.migrate import upgrade_all
 from proxy.settings import Settings, load_settings
+from proxy.upstreams.fake import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from proxy.cli import main
+from proxy.cli.main import main
 from tests.conftest import write_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.settings import (
     AnalyticsSettings,
     AuthSettings,

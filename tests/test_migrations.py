@@ -63,7 +63,7 @@ def test_postgresql_upgrade_downgrade(postgres_url: str) -> None:
 @pytest.mark.postgres
 def test_keys_on_postgresql(postgres_url: str) -> None:
     from proxy.db import make_engine, make_sessions
-    from proxy.keys import KeyStore
+    from proxy.identity.keys import KeyStore
 
     upgrade_sql(postgres_url)
     engine = make_engine(postgres_url)

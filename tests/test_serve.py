@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import ROOT, write_config
 
 

@@ -45,7 +45,7 @@ def browser(profile: Path) -> webdriver.Chrome:
 
 def test_pages_render_in_chromium(seeded: LiveWarden, tmp_path: Path) -> None:  # noqa: F811
     from analytics.access import Binding
-    from proxy.identity import Change
+    from proxy.identity.directory import Change
 
     seeded.services.directory.create_user(
         "analyst-ann", PASSWORD, Change("cli:test", "default"), (Binding("auditor"),)

@@ -13,8 +13,8 @@ import pytest
 
 from analytics.access import Binding
 from analytics.synthetic import generate
-from proxy.fake_upstream import FakeUpstream
-from proxy.identity import Change
+from proxy.identity.directory import Change
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings
 from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.local_model.build import build_tiny
-from proxy.local_model.engine import OnnxEngine
+from proxy.upstreams.local.build import build_tiny
+from proxy.upstreams.local.engine import OnnxEngine
 
 
 @pytest.fixture(scope="session")

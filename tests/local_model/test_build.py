@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from proxy.local_model.build import DEMO_MARKER, DEMO_MARKER_VERSION, IM_END, main, prepare_demo
+from proxy.upstreams.local.build import DEMO_MARKER, DEMO_MARKER_VERSION, IM_END, main, prepare_demo
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.local_model.build import HF_SUBDIR
-from proxy.local_model.engine import EngineClosed, OnnxEngine, PromptTooLong
-from proxy.local_model.sampling import SamplingParams
-from proxy.local_model.text import REPLACEMENT
+from proxy.upstreams.local.build import HF_SUBDIR
+from proxy.upstreams.local.engine import EngineClosed, OnnxEngine, PromptTooLong
+from proxy.upstreams.local.sampling import SamplingParams
+from proxy.upstreams.local.text import REPLACEMENT
 from tests.local_model.conftest import chat
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from proxy.local_model.text import REPLACEMENT, IncrementalDecoder, StopMatcher
+from proxy.upstreams.local.text import REPLACEMENT, IncrementalDecoder, StopMatcher
 
 MULTIBYTE = "Grüße 🙂 日本語 ∑x — naïve"
 

@@ -10,9 +10,9 @@ import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from proxy.local_model.engine import OnnxEngine
-from proxy.local_model.sampling import SamplingParams
-from proxy.local_model.upstream import OnnxUpstream
+from proxy.upstreams.local.engine import OnnxEngine
+from proxy.upstreams.local.sampling import SamplingParams
+from proxy.upstreams.local.upstream import OnnxUpstream
 from tests.local_model.conftest import chat
 
 MESSAGES = [{"role": "user", "content": "What is a decorator?"}]

@@ -10,9 +10,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from proxy.local_model.engine import OnnxEngine
-from proxy.local_model.sampling import SamplingParams
 from proxy.settings import DEMO_MARKER, load_settings
+from proxy.upstreams.local.engine import OnnxEngine
+from proxy.upstreams.local.sampling import SamplingParams
 from tests.conftest import LiveWarden, make_settings, write_config
 
 

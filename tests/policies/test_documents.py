@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from policies.document import PolicyError, load_policy_file, parse_policy
 from policies.scanners import checkers
 from policies.store import BUILTIN, resolve
-from proxy.cli import main
+from proxy.cli.main import main
 
 GOOD = """apiVersion: warden/v1
 metadata:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings, write_config
 
 POLICY = """apiVersion: warden/v1

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings
 
 ADMIN_TOKEN = "admin-token-for-policy-tests-0123"

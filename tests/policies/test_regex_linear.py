@@ -24,7 +24,7 @@ from policies.scanners import checkers, secrets
 from policies.scanners.pii import _PHONE_CANDIDATE
 from policies.scanners.terms import TermsScanner
 from policies.store import BUILTIN
-from proxy.refusal import _REFUSAL
+from proxy.gateway.refusal import _REFUSAL
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

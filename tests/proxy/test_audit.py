@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from analytics.access import Binding
-from proxy import audit
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.db import make_engine, make_sessions
-from proxy.identity import Change, Directory
+from proxy.identity import audit
+from proxy.identity.directory import Change, Directory
 from proxy.migrate import upgrade_sql
 from tests.conftest import write_config
 from tests.test_migrations import postgres_url  # noqa: F401  (fixture)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings
 
 

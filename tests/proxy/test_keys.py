@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from proxy.db import make_engine, make_sessions, utcnow
-from proxy.keys import KeyInputError, KeyStore
+from proxy.identity.keys import KeyInputError, KeyStore
 from proxy.migrate import upgrade_sql
 
 

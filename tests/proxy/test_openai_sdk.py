@@ -9,7 +9,7 @@ import json
 import openai
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden
 
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from analytics.access import Binding
-from proxy import audit
-from proxy.fake_upstream import FakeUpstream
-from proxy.identity import Change
+from proxy.identity import audit
+from proxy.identity.directory import Change
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings
 
 PASSWORD = "correct-horse-battery"

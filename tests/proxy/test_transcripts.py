@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.access import Binding
-from proxy.cli import main
-from proxy.crypto import BINARY, CryptoError, Sealed
-from proxy.fake_upstream import FakeUpstream
-from proxy.identity import Change
+from proxy.cli.main import main
+from proxy.compliance.crypto import BINARY, CryptoError, Sealed
+from proxy.identity.directory import Change
+from proxy.upstreams.fake import FakeUpstream
 from tests.conftest import LiveWarden, make_settings
 from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
 

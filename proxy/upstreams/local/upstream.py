@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from proxy.local_model.engine import EngineClosed, Generation, OnnxEngine, PromptTooLong
-from proxy.local_model.sampling import SamplingParams
-from proxy.local_model.template import ChatTemplateError
-from proxy.upstream import UpstreamFailure, UpstreamReply, UpstreamStream
+from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
+from proxy.upstreams.local.engine import EngineClosed, Generation, OnnxEngine, PromptTooLong
+from proxy.upstreams.local.sampling import SamplingParams
+from proxy.upstreams.local.template import ChatTemplateError
 
 log = logging.getLogger(__name__)
 

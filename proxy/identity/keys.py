@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from proxy import audit
 from proxy.db import ApiKey, Team, Tenant, as_utc, utcnow
-from proxy.identity import Change, find_team, get_or_create_team, get_or_create_tenant
+from proxy.identity import audit
+from proxy.identity.directory import Change, find_team, get_or_create_team, get_or_create_tenant
 
 KEY_PREFIX = "wdn-"
 DEFAULT_TENANT = "default"

@@ -9,11 +9,11 @@ from uuid import UUID
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 
 from analytics.access import Permission, allows
-from proxy import audit
-from proxy.crypto import BINARY, CryptoError, Sealed
-from proxy.guard import actor_label, client_ip, deny, error, requires
+from proxy.compliance.crypto import BINARY, CryptoError, Sealed
+from proxy.identity import audit
+from proxy.identity.guard import actor_label, client_ip, deny, error, requires
 
-bp = Blueprint("transcripts", __name__, template_folder="templates")
+bp = Blueprint("transcripts", __name__, template_folder="../templates")
 MIN_REASON, MAX_REASON = 8, 500
 
 

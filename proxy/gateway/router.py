@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from proxy.upstream import Upstream, UpstreamFailure
+from proxy.upstreams.http import Upstream, UpstreamFailure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,32 +14,24 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
-from policies import messages
 from policies.engine import Blocked, CompiledPolicy, Report
 from policies.findings import Placeholders
 from policies.scanners import RequestFacts
 from policies.store import Caller, PolicyStore
-from proxy import validation
-from proxy.crypto import KeyRing
+from proxy.compliance.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
-from proxy.exchange import Exchange
-from proxy.keys import KeyStore, Principal
-from proxy.refusal import is_refusal
-from proxy.router import Router
+from proxy.formats import FORMATS, WireFormat, validation
+from proxy.formats.base import finish_reason
+from proxy.gateway.exchange import Exchange
+from proxy.gateway.refusal import is_refusal
+from proxy.gateway.relay import GuardedSseRelay, SseRelay
+from proxy.gateway.router import Router
+from proxy.identity.keys import KeyStore, Principal
 from proxy.settings import Settings
-from proxy.sse import GuardedSseRelay, SseRelay
-from proxy.upstream import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
+from proxy.upstreams.http import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
 
-# route -> the request field whose content goes into the transcript
-PROMPT_FIELDS = {"chat.completions": "messages", "completions": "prompt", "embeddings": "input"}
-# route -> (upstream path, body check)
-ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-    "chat.completions": ("chat/completions", validation.check_chat),
-    "completions": ("completions", validation.check_completion),
-    "embeddings": ("embeddings", validation.check_embedding),
-}
 FAILURE_STATUS = {"timeout": 504, "unreachable": 502, "bad_response": 502}
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -129,16 +121,17 @@ class Forwarder:
     # -- the flow ------------------------------------------------------------------------------
 
     def _forward(self, exchange: Exchange, route: str, raw: bytes) -> Response:
-        path, check = ROUTES[route]
+        fmt = FORMATS[route]
+        path = fmt.path
         payload = validation.parse_json_object(raw)
-        exchange.model = check(payload)
+        exchange.model = fmt.check(payload)
         exchange.streamed = bool(payload.get("stream"))
-        exchange.prompt = payload.get(PROMPT_FIELDS[route])
+        exchange.prompt = fmt.prompt(payload)
         user = payload.get("user")
         if isinstance(user, str) and user:
             exchange.subject = user[:256]
         self._authorize_model(exchange)
-        raw = self._check_input(exchange, route, payload, raw)
+        raw = self._check_input(exchange, fmt, payload, raw)
         if exchange.streamed:
             return self._stream(exchange, path, payload, raw)
 
@@ -156,32 +149,39 @@ class Forwarder:
         exchange.upstream = upstream.name
         return self._relay_reply(exchange, reply)
 
-    def _check_input(self, exchange: Exchange, route: str, payload: dict[str, Any], raw: bytes) -> bytes:
+    def _check_input(self, exchange: Exchange, fmt: WireFormat, payload: dict[str, Any], raw: bytes) -> bytes:
         """Apply the input rules; the body to send upstream (re-encoded only when a mask changed it)."""
         p = exchange.principal
         assert p is not None
-        compiled = self.policies.select(Caller(p.tenant, p.team, p.project, p.key_id, exchange.model, route))
+        caller = Caller(p.tenant, p.team, p.project, p.key_id, exchange.model, fmt.route)
+        compiled = self.policies.select(caller)
         exchange.policy = compiled
         report = exchange.report = Report(compiled.label)
         placeholders = exchange.placeholders = Placeholders()
         if not compiled.has_rules("input"):
             return raw
         try:
+            slots = list(fmt.request_texts(payload))
             if compiled.has_request_rules():  # sizes are only worth counting for a rule that reads them
-                texts = list(messages.texts(route, payload))
                 facts = RequestFacts(
-                    exchange.model, route, sum(map(len, texts)), sum(len(t.encode()) for t in texts)
+                    exchange.model,
+                    fmt.route,
+                    sum(len(s.text) for s in slots),
+                    sum(len(s.text.encode()) for s in slots),
                 )
                 compiled.check_request(facts, report)
-            changed = messages.rewrite(
-                route, payload, lambda text: compiled.check_text("input", text, placeholders, report)
-            )
+            changed = False
+            for slot in slots:
+                checked = compiled.check_text("input", slot.text, placeholders, report)
+                if checked != slot.text:
+                    slot.write(checked)
+                    changed = True
         except Blocked as blocked:
             exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
             raise _policy_violation(compiled, blocked) from None
         if not changed:
             return raw
-        exchange.prompt = payload.get(PROMPT_FIELDS[route])
+        exchange.prompt = fmt.prompt(payload)
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _guards_output(self, exchange: Exchange) -> bool:
@@ -191,37 +191,31 @@ class Forwarder:
         restore = bool(exchange.placeholders) and compiled.policy.restore
         return restore or compiled.has_rules("output")
 
-    def _check_output(self, exchange: Exchange, parsed: dict[str, Any]) -> bool:
+    def _check_output(self, exchange: Exchange, fmt: WireFormat, parsed: dict[str, Any]) -> bool:
         """Apply the output rules to a JSON answer, in place; True when anything changed."""
         compiled: CompiledPolicy = exchange.policy
         placeholders: Placeholders = exchange.placeholders
         restore = compiled.policy.restore
         changed = False
         kept = []
-        for choice in parsed.get("choices") or ():
-            if not isinstance(choice, dict):
+        for choice, slot in fmt.answer_texts(parsed):
+            if slot is None:
                 continue
-            message = choice.get("message")
-            holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
-            text = holder.get(key) if isinstance(holder, dict) else None
-            if not isinstance(text, str):
-                continue
+            index = choice.get("index", 0)
             try:
-                masked = compiled.check_text("output", text, placeholders, exchange.report)
+                masked = compiled.check_text("output", slot.text, placeholders, exchange.report)
             except Blocked:
-                holder[key] = ""
+                slot.write("")
                 choice["finish_reason"] = "content_filter"
                 exchange.finish_reason = "content_filter"
-                kept.append(
-                    {"index": choice.get("index", 0), "content": "", "finish_reason": "content_filter"}
-                )
+                kept.append({"index": index, "content": "", "finish_reason": "content_filter"})
                 changed = True
                 continue
             final = placeholders.restore(masked) if restore else masked
-            if final != text:
-                holder[key] = final
+            if final != slot.text:
+                slot.write(final)
                 changed = True
-            kept.append({"index": choice.get("index", 0), "content": masked})
+            kept.append({"index": index, "content": masked})
         # The transcript keeps what the upstream said after output masks, before restoration: the
         # values the input rules masked never reach storage.
         exchange.answer = kept
@@ -274,18 +268,15 @@ class Forwarder:
                 code="upstream_bad_response",
             )
         if status == 200:
-            exchange.take_usage(parsed.get("usage"))
+            fmt = FORMATS[exchange.route]
+            exchange.take_usage(parsed)
             choices = parsed.get("choices")
             exchange.answer = choices
-            if self._guards_output(exchange) and self._check_output(exchange, parsed):
+            if self._guards_output(exchange) and self._check_output(exchange, fmt, parsed):
                 body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
             if isinstance(choices, list):
                 exchange.choices = len(choices)
-                for choice in choices:
-                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                    if isinstance(reason, str) and reason:
-                        exchange.finish_reason = reason
-                        break
+                exchange.finish_reason = finish_reason(choices) or exchange.finish_reason
         elif status >= 500:
             raise ProxyError(
                 502,
@@ -333,9 +324,11 @@ class Forwarder:
         exchange.status = 200
         relay: SseRelay
         if self._guards_output(exchange):
-            relay = GuardedSseRelay(exchange, drop_usage_chunk=injected[upstream.name])
+            relay = GuardedSseRelay(
+                exchange, FORMATS[exchange.route], drop_usage_chunk=injected[upstream.name]
+            )
         else:
-            relay = SseRelay(exchange, drop_usage_chunk=injected[upstream.name])
+            relay = SseRelay(exchange, FORMATS[exchange.route], drop_usage_chunk=injected[upstream.name])
         exchange.head_overhead_s = exchange.overhead_now()
         headers = {
             **stream.headers,
@@ -470,7 +463,9 @@ class Forwarder:
                 self.prices.get(exchange.model),
                 subject_hash,
                 self.settings.retention_days(team),
-                is_refusal(exchange.answer) if exchange.status == 200 else False,
+                exchange.status == 200
+                and exchange.route in FORMATS
+                and is_refusal(FORMATS[exchange.route].first_text(exchange.answer)),
             )
             transcript = None
             if self._store_transcripts and principal is not None and exchange.prompt is not None:

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.access import ROLES, Actor, Binding
-from proxy import audit
 from proxy.db import RoleBinding, Team, Tenant, User, WebSession, as_utc, utcnow
+from proxy.identity import audit
 
 DEFAULT_TENANT = "default"
 MIN_PASSWORD = 12

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from proxy import audit
-from proxy.crypto import KeyRing
+from proxy.compliance.crypto import KeyRing
+from proxy.identity import audit
 
 
 @dataclass(frozen=True, slots=True)

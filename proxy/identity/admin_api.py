@@ -17,13 +17,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
-from proxy import audit
+from proxy.compliance.erasure import erase
+from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
 from proxy.db import utcnow
-from proxy.erasure import erase
-from proxy.exports import ExportError, ExportSpec, export, signing_key
-from proxy.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
-from proxy.identity import Change, IdentityError, UserInfo
-from proxy.keys import KeyInfo, KeyInputError
+from proxy.identity import audit
+from proxy.identity.directory import Change, IdentityError, UserInfo
+from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
+from proxy.identity.keys import KeyInfo, KeyInputError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 

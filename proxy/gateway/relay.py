@@ -12,14 +12,17 @@ from typing import Any
 
 from policies.engine import Blocked, Hit
 from policies.stream_guard import StreamGuard
-from proxy.exchange import Exchange
+from proxy.formats import WireFormat
+from proxy.formats.base import usage_of
+from proxy.gateway.exchange import Exchange
 
 DONE = b"[DONE]"
 
 
 class SseRelay:
-    def __init__(self, exchange: Exchange, *, drop_usage_chunk: bool) -> None:
+    def __init__(self, exchange: Exchange, fmt: WireFormat, *, drop_usage_chunk: bool) -> None:
         self._exchange = exchange
+        self._format = fmt
         self._drop_usage_chunk = drop_usage_chunk
         self._buffer = b""
         self._indexes: set[int] = set()
@@ -82,28 +85,22 @@ class SseRelay:
 
     def _inspect(self, payload: dict[str, Any]) -> bool:
         exchange = self._exchange
-        choices = payload.get("choices")
-        usage = payload.get("usage")
-        if usage:
-            exchange.take_usage(usage)
-        if isinstance(choices, list):
-            for choice in choices:
-                if not isinstance(choice, dict):
-                    continue
-                index = choice.get("index", 0)
-                if isinstance(index, int):
-                    self._indexes.add(index)
-                    delta = choice.get("delta")
-                    piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-                    if isinstance(piece, str) and piece:
-                        self.texts.setdefault(index, []).append(piece)
-                reason = choice.get("finish_reason")
-                if isinstance(reason, str) and reason and not exchange.finish_reason:
-                    exchange.finish_reason = reason
+        has_usage = usage_of(payload) is not None
+        if has_usage:
+            exchange.take_usage(payload)
+        pieces = list(self._format.stream_pieces(payload))
+        for piece in pieces:
+            if piece is None:
+                continue
+            self._indexes.add(piece.index)
+            if piece.text:
+                self.texts.setdefault(piece.index, []).append(piece.text)
+            if piece.finish_reason and not exchange.finish_reason:
+                exchange.finish_reason = piece.finish_reason
+        if pieces or has_usage:
             exchange.choices = len(self._indexes)
-            if usage and not choices and self._drop_usage_chunk:
-                return False
-        return True
+        # The usage-only event Warden asked for on its own behalf: the client never sees it.
+        return not (has_usage and not pieces and self._drop_usage_chunk)
 
 
 class GuardedSseRelay(SseRelay):
@@ -111,12 +108,11 @@ class GuardedSseRelay(SseRelay):
     events are re-encoded with the text the guard released (placeholders restored), and a block
     ends the stream with `finish_reason: "content_filter"` and `[DONE]`."""
 
-    def __init__(self, exchange: Exchange, *, drop_usage_chunk: bool) -> None:
-        super().__init__(exchange, drop_usage_chunk=drop_usage_chunk)
+    def __init__(self, exchange: Exchange, fmt: WireFormat, *, drop_usage_chunk: bool) -> None:
+        super().__init__(exchange, fmt, drop_usage_chunk=drop_usage_chunk)
         self._guards: dict[int, StreamGuard] = {}
         self._ended: set[int] = set()
         self._template: dict[str, Any] = {}
-        self._chat = True
 
     def answer(self) -> list[dict[str, Any]]:
         return [{"index": i, "content": g.text()} for i, g in sorted(self._guards.items())]
@@ -175,34 +171,23 @@ class GuardedSseRelay(SseRelay):
 
     def _rewrite(self, payload: dict[str, Any]) -> bool:
         """Pass each choice's text through its guard; False when nothing is left to send."""
-        choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices:
+        pieces = list(self._format.stream_pieces(payload))
+        if not pieces:
             return True
-        self._template = {k: payload[k] for k in ("id", "object", "created", "model") if k in payload}
-        worth_sending = bool(payload.get("usage"))
-        for choice in choices:
-            if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
+        self._template = self._format.stream_template(payload)
+        worth_sending = usage_of(payload) is not None
+        for piece in pieces:
+            if piece is None:
                 worth_sending = True
                 continue
-            index = choice.get("index", 0)
-            delta = choice.get("delta")
-            holder, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
-            self._chat = isinstance(delta, dict)
-            piece = holder.get(key) if isinstance(holder, dict) else None
-            guard = self._guard(index)
-            out = guard.feed(piece) if isinstance(piece, str) and piece else ""
-            if choice.get("finish_reason"):
+            guard = self._guard(piece.index)
+            out = guard.feed(piece.text) if piece.text else ""
+            if piece.finish_reason:
                 out += guard.finish()
-                self._ended.add(index)
+                self._ended.add(piece.index)
                 worth_sending = True
-            if isinstance(holder, dict) and (key in holder or out):
-                holder[key] = out
-            elif out:  # a finish chunk without a delta: give it one to carry the released tail
-                choice["delta"] = {"content": out}
-            extra = set(choice) - {"index", "delta", "text", "logprobs", "finish_reason"}
-            if isinstance(delta, dict):
-                extra |= set(delta) - {"content"}
-            if out or extra:
+            piece.write(out)
+            if out or piece.other_fields:
                 worth_sending = True
         return worth_sending
 
@@ -226,12 +211,7 @@ class GuardedSseRelay(SseRelay):
         return b"".join(chunks) + b"data: [DONE]\n\n"
 
     def _chunk(self, index: int, text: str | None, finish_reason: str | None) -> dict[str, Any]:
-        if self._chat:
-            choice: dict[str, Any] = {"index": index, "delta": {"content": text} if text else {}}
-        else:
-            choice = {"index": index, "text": text or ""}
-        choice["finish_reason"] = finish_reason
-        return {**self._template, "choices": [choice]}
+        return self._format.stream_chunk(self._template, index, text, finish_reason)
 
     def finish(self) -> bytes:
         tail = super().finish()

@@ -259,7 +259,7 @@ def _byte_level_bpe(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _smoke_answer(model_dir: Path) -> str:
-    from proxy.local_model.engine import OnnxEngine, SamplingParams
+    from proxy.upstreams.local.engine import OnnxEngine, SamplingParams
 
     engine = OnnxEngine(model_dir, provider="cpu", max_batch=1)
     try:

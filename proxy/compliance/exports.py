@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from analytics.access import Scope
-from proxy.crypto import BINARY, CryptoError, KeyRing, Sealed
+from proxy.compliance.crypto import BINARY, CryptoError, KeyRing, Sealed
 from proxy.db import AuditEntry, as_utc
+from proxy.formats import FORMATS as WIRE_FORMATS
 
 FORMATS = ("jsonl", "csv", "parquet")
 Progress = Callable[[str, int], None]
@@ -178,15 +179,11 @@ def finetune(
 
 
 def _training_record(row: dict[str, Any], style: str) -> dict[str, Any] | None:
+    fmt = WIRE_FORMATS.get(row.get("route", ""))
     response = row.get("response")
-    if not isinstance(response, list) or not response:
+    if fmt is None or not isinstance(response, list) or not response:
         return None
-    first = response[0]
-    answer = first.get("content") if "content" in first else (first.get("message") or {}).get("content")
-    if answer is None:
-        answer = first.get("text")
-    if not isinstance(answer, str):
-        return None
+    answer = fmt.first_text(response)
     request = row.get("request")
     if style == "chat":
         if not isinstance(request, list):

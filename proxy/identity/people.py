@@ -9,12 +9,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request
 
 from analytics.access import Permission
-from proxy import audit
-from proxy.guard import PUBLIC, SIGNED_IN, client_ip, declared, requires
-from proxy.identity import DEFAULT_TENANT
-from proxy.sessions import COOKIE, LOGIN_CSRF_COOKIE
+from proxy.identity import audit
+from proxy.identity.directory import DEFAULT_TENANT
+from proxy.identity.guard import PUBLIC, SIGNED_IN, client_ip, declared, requires
+from proxy.identity.sessions import COOKIE, LOGIN_CSRF_COOKIE
 
-bp = Blueprint("people", __name__, template_folder="templates")
+bp = Blueprint("people", __name__, template_folder="../templates")
 
 
 def _services() -> Any:

@@ -10,7 +10,7 @@ from analytics.access import Permission
 from policies.document import ROUTES, STAGES
 from policies.evaluate import evaluate_text
 from policies.store import Caller
-from proxy.guard import error, requires
+from proxy.identity.guard import error, requires
 
 bp = Blueprint("policy_api", __name__)
 MAX_TEXT = 100_000

@@ -15,9 +15,10 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, redirect, request, url_for
 
 from analytics.access import AccessDenied, Actor, Binding, Permission, held_anywhere
-from proxy import audit
-from proxy.identity import DEFAULT_TENANT, Directory
-from proxy.sessions import COOKIE, SessionStore
+from proxy.formats import FORMATS
+from proxy.identity import audit
+from proxy.identity.directory import DEFAULT_TENANT, Directory
+from proxy.identity.sessions import COOKIE, SessionStore
 
 PUBLIC = "public"
 API_KEY = "api_key"
@@ -29,10 +30,8 @@ _SKIP_PREFIXES = (
     "/healthz",
     "/metrics",
     "/static/",
-    "/chat/",
-    "/completions",
-    "/embeddings",
     "/models",
+    *(f"/{f.path}" for f in FORMATS.values()),
 )
 
 View = Callable[..., Any]

@@ -10,7 +10,8 @@ from time import perf_counter
 from typing import Any
 
 from analytics.events import ExchangeEvent
-from proxy.keys import Principal
+from proxy.formats.base import usage_of
+from proxy.identity.keys import Principal
 from proxy.settings import Price
 
 
@@ -50,14 +51,13 @@ class Exchange:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
         return max(perf_counter() - self.t0 - self.upstream_s, 0.0)
 
-    def take_usage(self, usage: Mapping[str, Any] | None) -> None:
-        if not isinstance(usage, Mapping):
-            return
-        self.prompt_tokens = _count(usage.get("prompt_tokens"))
-        self.completion_tokens = _count(usage.get("completion_tokens"))
-        details = usage.get("prompt_tokens_details")
-        if isinstance(details, Mapping):
-            self.cached_tokens = _count(details.get("cached_tokens"))
+    def take_usage(self, body: Mapping[str, Any]) -> None:
+        """Token counts from an answer or stream event that carries usage (others change nothing)."""
+        usage = usage_of(body)
+        if usage is not None:
+            self.prompt_tokens = usage.prompt_tokens
+            self.completion_tokens = usage.completion_tokens
+            self.cached_tokens = usage.cached_tokens
 
     def cost_micro_usd(self, price: Price | None) -> int | None:
         """Integer micro-USD, or None when the model has no price: unknown is never $0."""
@@ -120,9 +120,3 @@ class Exchange:
             "finding_count": tuple(n for _, _, _, n, _ in summary),
             "finding_score": tuple(float(v) for _, _, _, _, v in summary),
         }
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return 0
-    return min(value, 2**32 - 1)

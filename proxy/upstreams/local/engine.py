@@ -28,10 +28,10 @@ from typing import Any, Literal
 import numpy as np
 from tokenizers import Tokenizer
 
-from proxy.local_model.sampling import SamplingParams, choose_token
-from proxy.local_model.session import KV, DecoderSession, load_config
-from proxy.local_model.template import ChatTemplate, ChatTemplateError
-from proxy.local_model.text import IncrementalDecoder, StopMatcher
+from proxy.upstreams.local.sampling import SamplingParams, choose_token
+from proxy.upstreams.local.session import KV, DecoderSession, load_config
+from proxy.upstreams.local.template import ChatTemplate, ChatTemplateError
+from proxy.upstreams.local.text import IncrementalDecoder, StopMatcher
 
 log = logging.getLogger(__name__)
 

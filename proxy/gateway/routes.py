@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, current_app, request
 
-from proxy.forward import Forwarder
-from proxy.guard import API_KEY, PUBLIC, declared
+from proxy.formats import FORMATS
+from proxy.gateway.forwarder import Forwarder
+from proxy.identity.guard import API_KEY, PUBLIC, declared
 
 bp = Blueprint("proxy", __name__)
 
@@ -14,19 +17,12 @@ def _forwarder() -> Forwarder:
     return current_app.extensions["warden.forwarder"]
 
 
-@declared(API_KEY)
-def chat_completions() -> Response:
-    return _forwarder().forward(request, "chat.completions")
+def _forwarding(route: str) -> Callable[[], Response]:
+    @declared(API_KEY)
+    def forward() -> Response:
+        return _forwarder().forward(request, route)
 
-
-@declared(API_KEY)
-def completions() -> Response:
-    return _forwarder().forward(request, "completions")
-
-
-@declared(API_KEY)
-def embeddings() -> Response:
-    return _forwarder().forward(request, "embeddings")
+    return forward
 
 
 @declared(API_KEY)
@@ -36,9 +32,13 @@ def models() -> Response:
 
 # Each route is served with and without the /v1 prefix: clients differ in where base_url ends.
 for prefix in ("/v1", ""):
-    bp.add_url_rule(f"{prefix}/chat/completions", f"chat{prefix}", chat_completions, methods=["POST"])
-    bp.add_url_rule(f"{prefix}/completions", f"completions{prefix}", completions, methods=["POST"])
-    bp.add_url_rule(f"{prefix}/embeddings", f"embeddings{prefix}", embeddings, methods=["POST"])
+    for fmt in FORMATS.values():
+        bp.add_url_rule(
+            f"{prefix}/{fmt.path}",
+            f"{fmt.route.replace('.', '_')}{prefix}",
+            _forwarding(fmt.route),
+            methods=["POST"],
+        )
     bp.add_url_rule(f"{prefix}/models", f"models{prefix}", models, methods=["GET"])
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from proxy.cli_options import config_option
+from proxy.cli.options import config_option
 from proxy.settings import ConfigError, Settings, load_settings
 
 
@@ -117,7 +117,7 @@ def keys() -> None:
 
 def _key_store(config_path: Path | None) -> Any:
     from proxy.db import make_engine, make_sessions
-    from proxy.keys import KeyStore
+    from proxy.identity.keys import KeyStore
 
     settings = _settings(config_path, resolve_secrets=False)
     return KeyStore(make_sessions(make_engine(settings.storage.database_url)), cache_seconds=0)
@@ -142,7 +142,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from proxy.db import utcnow
-    from proxy.keys import KeyInputError
+    from proxy.identity.keys import KeyInputError
 
     store = _key_store(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
@@ -211,7 +211,7 @@ def keys_revoke(config_path: Path | None, key_id: str) -> None:
 
 def _directory(config_path: Path | None) -> Any:
     from proxy.db import make_engine, make_sessions
-    from proxy.identity import Directory
+    from proxy.identity.directory import Directory
 
     settings = _settings(config_path, resolve_secrets=False)
     return Directory(make_sessions(make_engine(settings.storage.database_url)))
@@ -220,13 +220,13 @@ def _directory(config_path: Path | None) -> Any:
 def _cli_change(tenant: str) -> Any:
     import getpass
 
-    from proxy.identity import Change
+    from proxy.identity.directory import Change
 
     return Change(actor=f"cli:{getpass.getuser()}", tenant=tenant, ip="local")
 
 
 def _identity_call(call: Any) -> Any:
-    from proxy.identity import IdentityError
+    from proxy.identity.directory import IdentityError
 
     try:
         return call()
@@ -371,7 +371,7 @@ def audit_group() -> None:
 @config_option
 def audit_verify(config_path: Path | None) -> None:
     """Recompute the audit chain; exit 1 naming the first edited, inserted or deleted row."""
-    from proxy import audit
+    from proxy.identity import audit
 
     report = audit.verify(_directory(config_path).sessions)
     if not report.ok:
@@ -390,7 +390,7 @@ class _Runtime:
 
     def __init__(self, config_path: Path | None, clickhouse: bool = True) -> None:
         from analytics.clickhouse import connect
-        from proxy.crypto import CryptoError, KeyRing, load_kek
+        from proxy.compliance.crypto import CryptoError, KeyRing, load_kek
         from proxy.db import make_engine, make_sessions
 
         self.settings = _settings(config_path, resolve_secrets=False)
@@ -424,7 +424,7 @@ def keys_crypto() -> None:
 @tenant_option
 def keys_crypto_rotate(config_path: Path | None, tenant: str) -> None:
     """Start a new data-key version for TENANT; older versions keep decrypting what they sealed."""
-    from proxy import audit
+    from proxy.identity import audit
 
     runtime = _Runtime(config_path, clickhouse=False)
     key_id = runtime.keyring.rotate(tenant)
@@ -461,7 +461,7 @@ def keys_crypto_status(config_path: Path | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase(config_path: Path | None, subject: str | None, tenant: str, all_of_tenant: bool, yes: bool) -> None:
     """Crypto-shred a data subject's (or a tenant's) keys and delete their rows."""
-    from proxy.erasure import erase as run_erase
+    from proxy.compliance.erasure import erase as run_erase
 
     if bool(subject) == all_of_tenant:
         raise click.UsageError("give exactly one of --subject USER_ID or --all-of-tenant")
@@ -525,8 +525,8 @@ def export_cmd(
     if not (since and until and out):
         raise click.UsageError("--since, --until and --out are required")
     from analytics.access import Scope
-    from proxy import audit
-    from proxy.exports import ExportError, ExportSpec, export, signing_key
+    from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
+    from proxy.identity import audit
 
     spec = ExportSpec(
         tenant,
@@ -585,7 +585,7 @@ def export_cmd(
 )
 def export_verify(directory: Path, public_key: Path | None) -> None:
     """Check an export's signature, file hashes and row counts."""
-    from proxy.exports import verify
+    from proxy.compliance.exports import verify
 
     problems = verify(directory, public_key.read_bytes() if public_key else None)
     if problems:
@@ -617,8 +617,8 @@ def export_finetune(
 ) -> None:
     """Write stored transcripts as fine-tuning JSONL ({"messages": [...]} or {"prompt", "completion"})."""
     from analytics.access import Scope
-    from proxy import audit
-    from proxy.exports import ExportSpec, finetune
+    from proxy.compliance.exports import ExportSpec, finetune
+    from proxy.identity import audit
 
     spec = ExportSpec(
         tenant,
@@ -658,7 +658,7 @@ def export_finetune(
 @click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True, help="Delay between events.")
 def fake_upstream(port: int, delay_ms: float, chunks: int, words: int, chunk_delay_ms: float) -> None:
     """Run a fake OpenAI-compatible upstream on loopback (for demos and benchmarks)."""
-    from proxy.fake_upstream import FakeBehaviour, FakeUpstream
+    from proxy.upstreams.fake import FakeBehaviour, FakeUpstream
 
     behaviour = FakeBehaviour(delay_ms=delay_ms, chunks=chunks, words=words, chunk_delay_ms=chunk_delay_ms)
     server = FakeUpstream("127.0.0.1", port, behaviour)
@@ -681,7 +681,7 @@ def clickhouse_serve(path: Path, port: int) -> None:
 
 
 def _register() -> None:
-    from proxy.cli_policies import models, policy
+    from proxy.cli.policies import models, policy
 
     main.add_command(policy)
     main.add_command(models)

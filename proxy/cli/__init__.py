@@ -1,0 +1,3 @@
+"""The `warden` command (click): serve, migrate, users, keys, policy, export, models. Imports anything;
+nothing imports it.
+"""

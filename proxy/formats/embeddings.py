@@ -1,0 +1,45 @@
+"""OpenAI embeddings (`POST /v1/embeddings`): the texts are `input`, a string or a list of strings
+(token arrays carry no text); the answer holds vectors, no text, and is never streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from proxy.formats import validation
+from proxy.formats.base import Slot, StreamPiece, string_or_strings
+
+
+class EmbeddingsFormat:
+    route = "embeddings"
+    path = "embeddings"
+    streams = False
+
+    def check(self, payload: dict[str, Any]) -> str:
+        return validation.check_embedding(payload)
+
+    def prompt(self, payload: dict[str, Any]) -> Any:
+        return payload.get("input")
+
+    def request_texts(self, payload: dict[str, Any]) -> Iterator[Slot]:
+        return string_or_strings(payload, "input")
+
+    def answer_texts(self, body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Slot | None]]:
+        return iter(())
+
+    def stream_pieces(self, event: dict[str, Any]) -> Iterator[StreamPiece | None]:
+        return iter(())
+
+    def stream_template(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def stream_chunk(
+        self, template: dict[str, Any], index: int, text: str | None, finish_reason: str | None
+    ) -> dict[str, Any]:
+        raise TypeError("embeddings are never streamed")
+
+    def first_text(self, answer: Any) -> str:
+        return ""
+
+
+EMBEDDINGS = EmbeddingsFormat()
