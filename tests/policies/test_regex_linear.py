@@ -58,9 +58,11 @@ def best_of(runs: int, work: Callable[[], object]) -> float:
 
 
 def assert_linear(
-    name: str, scan: Callable[[str], object], floor_s: float = 0.02, units: list[str] = UNITS
+    name: str, scan: Callable[[str], object], floor_s: float = 0.1, units: list[str] = UNITS
 ) -> None:
-    """10x the text may cost at most 25x the time; below `floor_s` at 100k, noise decides, so it passes."""
+    """10x the text may cost at most 25x the time. Below `floor_s` at 100k the scan is fast whatever its
+    growth (the quadratic patterns this guards against take seconds there), so it passes; a suspect
+    ratio is timed again, best of 5, before it fails, as other processes share these cores."""
     padded = units is UNITS
     small, large = adversarial(10_000, units, padded), adversarial(100_000, units, padded)
     for i, (short, long) in enumerate(zip(small, large, strict=True)):
@@ -68,6 +70,9 @@ def assert_linear(
         if t_large <= floor_s:
             continue
         t_small = best_of(3, lambda short=short: scan(short))
+        if t_large > 25 * t_small:
+            t_small = best_of(5, lambda short=short: scan(short))
+            t_large = best_of(5, lambda long=long: scan(long))
         assert t_large <= 25 * t_small, (
             f"{name}: {t_small * 1e3:.2f} ms at 10k but {t_large * 1e3:.1f} ms at 100k on text #{i} "
             f"({long[:24]!r}...): super-linear"
@@ -121,7 +126,7 @@ def test_the_default_policy_scans_hostile_prompts_in_linear_time(runtime: Runtim
 
     # The whole pipeline (presidio, phonenumbers, masking) on the texts densest in candidate entities.
     dense = ["1.1.", "1-", "000-00-", "a@b.", "a.b@", "eyJ-", "<A_1", "4111 ", "DE89 ", "+1"]
-    assert_linear("default policy", scan, floor_s=0.05, units=dense)
+    assert_linear("default policy", scan, floor_s=0.5, units=dense)
 
 
 def test_a_catastrophic_user_regex_is_stopped_and_the_rule_fails_closed(runtime: Runtime) -> None:
