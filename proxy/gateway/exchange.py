@@ -7,16 +7,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analytics.events import ExchangeEvent
+from policies.engine import CompiledPolicy, Report
+from policies.findings import Placeholders
 from proxy.formats.base import usage_of
 from proxy.identity.keys import Principal
 from proxy.settings import Price
 
+if TYPE_CHECKING:
+    from proxy.gateway.relay import RelayOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedPolicy:
+    """The policy at work on one exchange, its record of what it did, and the exchange's placeholders
+    (the only copy of the values input masks replaced; it dies with the exchange)."""
+
+    policy: CompiledPolicy
+    report: Report
+    placeholders: Placeholders
+
+    @property
+    def guards_output(self) -> bool:
+        """True when the answer must pass through the policy: output rules, or values to restore."""
+        return (bool(self.placeholders) and self.policy.policy.restore) or self.policy.has_rules("output")
+
 
 @dataclass(slots=True)
 class Exchange:
+    """One request, measured on its way: who, when, how long, what came back. The policy it runs under
+    is fixed once selected (`applied`)."""
+
     route: str
     t0: float = field(default_factory=perf_counter)
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -42,14 +65,22 @@ class Exchange:
     subject: str = ""
     prompt: Any = None
     answer: Any = None
-    # The policy at work (policies.engine.CompiledPolicy), its Report and this request's placeholders.
-    policy: Any = None
-    report: Any = None
-    placeholders: Any = None
+    # Fixed once the policy is selected; None until then (and for requests refused before it).
+    applied: AppliedPolicy | None = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
         return max(perf_counter() - self.t0 - self.upstream_s, 0.0)
+
+    def take_outcome(self, seen: RelayOutcome) -> None:
+        """What a stream relay saw: usage, the finish reason, choices and the answer's text."""
+        if seen.usage is not None:
+            self.prompt_tokens = seen.usage.prompt_tokens
+            self.completion_tokens = seen.usage.completion_tokens
+            self.cached_tokens = seen.usage.cached_tokens
+        self.finish_reason = seen.finish_reason
+        self.choices = seen.choices
+        self.answer = seen.answer
 
     def take_usage(self, body: Mapping[str, Any]) -> None:
         """Token counts from an answer or stream event that carries usage (others change nothing)."""
@@ -107,9 +138,9 @@ class Exchange:
         )
 
     def _policy_columns(self) -> dict[str, Any]:
-        report = self.report
-        if report is None:
+        if self.applied is None:
             return {}
+        report = self.applied.report
         summary = report.summary()
         return {
             "policy": report.policy,

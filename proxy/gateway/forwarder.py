@@ -22,13 +22,13 @@ from proxy.compliance.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
 from proxy.formats import FORMATS, WireFormat, validation
 from proxy.formats.base import finish_reason
-from proxy.gateway.exchange import Exchange
+from proxy.gateway.exchange import AppliedPolicy, Exchange
 from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
-from proxy.gateway.router import Router
+from proxy.gateway.router import Routed, Router, RoutingFailed, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.settings import Settings
-from proxy.upstreams.http import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
+from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +135,10 @@ class Forwarder:
         if exchange.streamed:
             return self._stream(exchange, path, payload, raw)
 
-        def attempt(upstream: Upstream) -> UpstreamReply:
-            started = perf_counter()
-            try:
-                reply = upstream.complete(path, raw, str(exchange.request_id))
-            except UpstreamFailure:
-                exchange.upstream_s += perf_counter() - started
-                raise
-            exchange.upstream_s += reply.wait_s
-            return reply
-
-        upstream, reply = self._call(exchange, attempt, lambda r: r.status)
-        exchange.upstream = upstream.name
-        return self._relay_reply(exchange, reply)
+        routed = self._routed(
+            exchange, lambda: self.router.complete(exchange.model, path, raw, str(exchange.request_id))
+        )
+        return self._relay_reply(exchange, routed.result)
 
     def _check_input(self, exchange: Exchange, fmt: WireFormat, payload: dict[str, Any], raw: bytes) -> bytes:
         """Apply the input rules; the body to send upstream (re-encoded only when a mask changed it)."""
@@ -155,9 +146,8 @@ class Forwarder:
         assert p is not None
         caller = Caller(p.tenant, p.team, p.project, p.key_id, exchange.model, fmt.route)
         compiled = self.policies.select(caller)
-        exchange.policy = compiled
-        report = exchange.report = Report(compiled.label)
-        placeholders = exchange.placeholders = Placeholders()
+        report, placeholders = Report(compiled.label), Placeholders()
+        exchange.applied = AppliedPolicy(compiled, report, placeholders)
         if not compiled.has_rules("input"):
             return raw
         try:
@@ -184,17 +174,11 @@ class Forwarder:
         exchange.prompt = fmt.prompt(payload)
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def _guards_output(self, exchange: Exchange) -> bool:
-        compiled: CompiledPolicy | None = exchange.policy
-        if compiled is None:
-            return False
-        restore = bool(exchange.placeholders) and compiled.policy.restore
-        return restore or compiled.has_rules("output")
-
-    def _check_output(self, exchange: Exchange, fmt: WireFormat, parsed: dict[str, Any]) -> bool:
+    def _check_output(
+        self, exchange: Exchange, applied: AppliedPolicy, fmt: WireFormat, parsed: dict[str, Any]
+    ) -> bool:
         """Apply the output rules to a JSON answer, in place; True when anything changed."""
-        compiled: CompiledPolicy = exchange.policy
-        placeholders: Placeholders = exchange.placeholders
+        compiled, placeholders = applied.policy, applied.placeholders
         restore = compiled.policy.restore
         changed = False
         kept = []
@@ -203,7 +187,7 @@ class Forwarder:
                 continue
             index = choice.get("index", 0)
             try:
-                masked = compiled.check_text("output", slot.text, placeholders, exchange.report)
+                masked = compiled.check_text("output", slot.text, placeholders, applied.report)
             except Blocked:
                 slot.write("")
                 choice["finish_reason"] = "content_filter"
@@ -240,10 +224,14 @@ class Forwarder:
                 code="model_not_allowed",
             )
 
-    def _call(self, exchange: Exchange, attempt: Callable[[Upstream], Any], status_of: Callable[[Any], int]):
+    @staticmethod
+    def _routed(exchange: Exchange, route: Callable[[], Routed[T]]) -> Routed[T]:
+        """Run the routing; its upstream and waiting time go into the exchange, failures become errors."""
         try:
-            return self.router.call(exchange.model, attempt, status_of)
-        except UpstreamFailure as failure:
+            routed = route()
+        except RoutingFailed as failed:
+            exchange.upstream_s += failed.waited_s
+            failure = failed.failure
             exchange.upstream = failure.upstream
             raise ProxyError(
                 FAILURE_STATUS[failure.kind],
@@ -252,6 +240,9 @@ class Forwarder:
                 type="upstream_error",
                 code=f"upstream_{failure.kind}",
             ) from None
+        exchange.upstream_s += routed.waited_s
+        exchange.upstream = routed.upstream
+        return routed
 
     def _relay_reply(self, exchange: Exchange, reply: UpstreamReply) -> Response:
         status, body = reply.status, reply.body
@@ -272,7 +263,12 @@ class Forwarder:
             exchange.take_usage(parsed)
             choices = parsed.get("choices")
             exchange.answer = choices
-            if self._guards_output(exchange) and self._check_output(exchange, fmt, parsed):
+            applied = exchange.applied
+            if (
+                applied is not None
+                and applied.guards_output
+                and self._check_output(exchange, applied, fmt, parsed)
+            ):
                 body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
             if isinstance(choices, list):
                 exchange.choices = len(choices)
@@ -291,25 +287,21 @@ class Forwarder:
 
     def _stream(self, exchange: Exchange, path: str, payload: dict[str, Any], raw: bytes) -> Response:
         client_wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        injected: dict[str, bool] = {}
+        with_usage = raw
+        if not client_wants_usage:
+            # Usage is what makes a stream's tokens and cost known; asked for on Warden's own behalf, its
+            # extra event is removed before the client sees it.
+            options = dict(payload.get("stream_options") or {}, include_usage=True)
+            with_usage = json.dumps({**payload, "stream_options": options}, separators=(",", ":")).encode()
 
-        def attempt(upstream: Upstream) -> UpstreamStream:
-            body = raw
-            injected[upstream.name] = not client_wants_usage and self._stream_usage.get(upstream.name, False)
-            if injected[upstream.name]:
-                options = dict(payload.get("stream_options") or {}, include_usage=True)
-                body = json.dumps({**payload, "stream_options": options}, separators=(",", ":")).encode()
-            started = perf_counter()
-            try:
-                opened = upstream.stream(path, body, str(exchange.request_id))
-            except UpstreamFailure:
-                exchange.upstream_s += perf_counter() - started
-                raise
-            exchange.upstream_s += opened.wait_s
-            return opened
+        def body_for(upstream: str) -> bytes:
+            return with_usage if self._stream_usage.get(upstream, False) else raw
 
-        upstream, stream = self._call(exchange, attempt, lambda s: s.status)
-        exchange.upstream = upstream.name
+        routed = self._routed(
+            exchange, lambda: self.router.stream(exchange.model, path, str(exchange.request_id), body_for)
+        )
+        stream = routed.result
+        injected = not client_wants_usage and self._stream_usage.get(routed.upstream, False)
         if stream.status != 200:
             try:
                 started = perf_counter()
@@ -323,12 +315,11 @@ class Forwarder:
             return self._relay_reply(exchange, UpstreamReply(stream.status, stream.headers, body))
         exchange.status = 200
         relay: SseRelay
-        if self._guards_output(exchange):
-            relay = GuardedSseRelay(
-                exchange, FORMATS[exchange.route], drop_usage_chunk=injected[upstream.name]
-            )
+        fmt, applied = FORMATS[exchange.route], exchange.applied
+        if applied is not None and applied.guards_output:
+            relay = GuardedSseRelay(fmt, applied, drop_usage_chunk=injected)
         else:
-            relay = SseRelay(exchange, FORMATS[exchange.route], drop_usage_chunk=injected[upstream.name])
+            relay = SseRelay(fmt, drop_usage_chunk=injected)
         exchange.head_overhead_s = exchange.overhead_now()
         headers = {
             **stream.headers,
@@ -353,7 +344,7 @@ class Forwarder:
                 recorded = True
                 relay.final_checks()
                 exchange.end_s = perf_counter()
-                exchange.answer = relay.answer()
+                exchange.take_outcome(relay.outcome())
                 # The stream was already delivered; an event the disk refused stays queued in memory.
                 with contextlib.suppress(SpoolUnavailable):
                     self._record(exchange)
@@ -444,8 +435,8 @@ class Forwarder:
             "x-warden-request-id": str(exchange.request_id),
             "x-warden-overhead-ms": f"{max(overhead_s, 0.0) * 1000:.3f}",
         }
-        report = exchange.report
-        if report is not None:
+        if exchange.applied is not None:
+            report = exchange.applied.report
             headers["x-warden-policy"] = report.policy
             # For a stream this is the decision on the prompt; the answer's goes to the event row.
             headers["x-warden-policy-decision"] = report.decision

@@ -8,21 +8,34 @@ chunk Warden asked for on its own behalf, which the client did not request and n
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from policies.engine import Blocked, Hit
 from policies.stream_guard import StreamGuard
 from proxy.formats import WireFormat
-from proxy.formats.base import usage_of
-from proxy.gateway.exchange import Exchange
+from proxy.formats.base import Usage, usage_of
+from proxy.gateway.exchange import AppliedPolicy
 
 DONE = b"[DONE]"
 
 
+@dataclass(frozen=True, slots=True)
+class RelayOutcome:
+    """What a relay saw of a stream: the forwarder records it; the relay writes into nothing shared."""
+
+    usage: Usage | None
+    finish_reason: str
+    choices: int
+    # The streamed text per choice, for the transcript (after output masks, before restoration).
+    answer: list[dict[str, Any]]
+
+
 class SseRelay:
-    def __init__(self, exchange: Exchange, fmt: WireFormat, *, drop_usage_chunk: bool) -> None:
-        self._exchange = exchange
+    def __init__(self, fmt: WireFormat, *, drop_usage_chunk: bool) -> None:
         self._format = fmt
+        self._usage: Usage | None = None
+        self._finish_reason = ""
         self._drop_usage_chunk = drop_usage_chunk
         self._buffer = b""
         self._indexes: set[int] = set()
@@ -79,15 +92,16 @@ class SseRelay:
                 return self._inspect(payload)
         return True
 
-    def answer(self) -> list[dict[str, Any]]:
-        """The streamed text per choice, for the transcript."""
+    def outcome(self) -> RelayOutcome:
+        return RelayOutcome(self._usage, self._finish_reason, len(self._indexes), self._answer())
+
+    def _answer(self) -> list[dict[str, Any]]:
         return [{"index": i, "content": "".join(parts)} for i, parts in sorted(self.texts.items())]
 
     def _inspect(self, payload: dict[str, Any]) -> bool:
-        exchange = self._exchange
-        has_usage = usage_of(payload) is not None
-        if has_usage:
-            exchange.take_usage(payload)
+        usage = usage_of(payload)
+        if usage is not None:
+            self._usage = usage
         pieces = list(self._format.stream_pieces(payload))
         for piece in pieces:
             if piece is None:
@@ -95,12 +109,10 @@ class SseRelay:
             self._indexes.add(piece.index)
             if piece.text:
                 self.texts.setdefault(piece.index, []).append(piece.text)
-            if piece.finish_reason and not exchange.finish_reason:
-                exchange.finish_reason = piece.finish_reason
-        if pieces or has_usage:
-            exchange.choices = len(self._indexes)
+            if piece.finish_reason and not self._finish_reason:
+                self._finish_reason = piece.finish_reason
         # The usage-only event Warden asked for on its own behalf: the client never sees it.
-        return not (has_usage and not pieces and self._drop_usage_chunk)
+        return not (usage is not None and not pieces and self._drop_usage_chunk)
 
 
 class GuardedSseRelay(SseRelay):
@@ -108,20 +120,21 @@ class GuardedSseRelay(SseRelay):
     events are re-encoded with the text the guard released (placeholders restored), and a block
     ends the stream with `finish_reason: "content_filter"` and `[DONE]`."""
 
-    def __init__(self, exchange: Exchange, fmt: WireFormat, *, drop_usage_chunk: bool) -> None:
-        super().__init__(exchange, fmt, drop_usage_chunk=drop_usage_chunk)
+    def __init__(self, fmt: WireFormat, applied: AppliedPolicy, *, drop_usage_chunk: bool) -> None:
+        super().__init__(fmt, drop_usage_chunk=drop_usage_chunk)
+        self._applied = applied
         self._guards: dict[int, StreamGuard] = {}
         self._ended: set[int] = set()
         self._template: dict[str, Any] = {}
 
-    def answer(self) -> list[dict[str, Any]]:
+    def _answer(self) -> list[dict[str, Any]]:
         return [{"index": i, "content": g.text()} for i, g in sorted(self._guards.items())]
 
     def final_checks(self) -> None:
-        compiled = self._exchange.policy
+        compiled = self._applied.policy
         if not compiled.has_final_rules("output"):
             return
-        report = self._exchange.report
+        report = self._applied.report
         for guard in self._guards.values():
             # Already delivered: a block can only be recorded (as "late"), not enforced.
             for hit in compiled.scan("output", guard.text(), windowed=False):
@@ -132,12 +145,11 @@ class GuardedSseRelay(SseRelay):
     def _guard(self, index: int) -> StreamGuard:
         guard = self._guards.get(index)
         if guard is None:
-            exchange = self._exchange
-            compiled = exchange.policy
+            compiled = self._applied.policy
             guard = self._guards[index] = StreamGuard(
                 compiled,
-                exchange.placeholders,
-                exchange.report,
+                self._applied.placeholders,
+                self._applied.report,
                 restore=compiled.policy.restore,
                 holdback=compiled.policy.holdback,
             )
@@ -205,7 +217,7 @@ class GuardedSseRelay(SseRelay):
 
     def _block(self) -> bytes:
         self.blocked = self.done = True
-        self._exchange.finish_reason = "content_filter"
+        self._finish_reason = "content_filter"
         indexes = sorted(set(self._guards) - self._ended) or [0]
         chunks = [_encode(self._chunk(i, None, "content_filter")) for i in indexes]
         return b"".join(chunks) + b"data: [DONE]\n\n"

@@ -1,18 +1,43 @@
-"""Routing: a model name maps to its upstreams in config order; later ones are fallbacks."""
+"""Routing: a model name maps to its upstreams in config order; later ones are fallbacks.
+
+The router makes the calls itself and returns what happened (`Routed`), or raises `RoutingFailed`:
+the forwarder never hands it a callback that writes into the exchange.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Generic, TypeVar
 
-from proxy.upstreams.http import Upstream, UpstreamFailure
+from proxy.upstreams.http import Upstream, UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+T = TypeVar("T", UpstreamReply, UpstreamStream)
 
 # Upstream statuses that mean "this deployment is unwell, another may serve": worth a fallback.
 FALLBACK_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Routed(Generic[T]):
+    """The answer that ends the routing, from `upstream`, after `waited_s` seconds of waiting on
+    upstreams over every attempt (failed ones included): time that is not Warden's overhead."""
+
+    upstream: str
+    result: T
+    waited_s: float
+
+
+class RoutingFailed(Exception):
+    """Every attempt failed; `failure` is the last one."""
+
+    def __init__(self, failure: UpstreamFailure, waited_s: float) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+        self.waited_s = waited_s
 
 
 class Router:
@@ -30,10 +55,17 @@ class Router:
     def has(self, model: str) -> bool:
         return model in self._routes
 
-    def call(
-        self, model: str, attempt: Callable[[Upstream], T], status_of: Callable[[T], int]
-    ) -> tuple[Upstream, T]:
-        """Run `attempt` on the model's upstreams until one answers well.
+    def complete(self, model: str, path: str, body: bytes, request_id: str) -> Routed[UpstreamReply]:
+        return self._route(model, lambda upstream: upstream.complete(path, body, request_id))
+
+    def stream(
+        self, model: str, path: str, request_id: str, body_for: Callable[[str], bytes]
+    ) -> Routed[UpstreamStream]:
+        """`body_for(upstream name)`: the body for that upstream (some get extra stream options)."""
+        return self._route(model, lambda upstream: upstream.stream(path, body_for(upstream.name), request_id))
+
+    def _route(self, model: str, call: Callable[[Upstream], T]) -> Routed[T]:
+        """Call the model's upstreams until one answers well.
 
         Connection failures are retried on the same upstream (`retries` times), then the next
         upstream is tried; a timeout or a 5xx moves on without a retry (the upstream was reached
@@ -41,31 +73,30 @@ class Router:
         """
         candidates = self._routes[model]
         last_failure: UpstreamFailure | None = None
+        waited = 0.0
         for index, (upstream, retries) in enumerate(candidates):
             is_last = index == len(candidates) - 1
             for _ in range(retries + 1):
+                started = perf_counter()
                 try:
-                    result = attempt(upstream)
+                    result = call(upstream)
                 except UpstreamFailure as failure:
+                    waited += perf_counter() - started
                     last_failure = failure
                     log.warning("%s", failure)
                     if failure.kind == "unreachable":
                         continue
                     break
-                if status_of(result) in FALLBACK_STATUSES and not is_last:
-                    log.warning("upstream %r answered %d; falling back", upstream.name, status_of(result))
-                    _discard(result)
+                waited += result.wait_s
+                if result.status in FALLBACK_STATUSES and not is_last:
+                    log.warning("upstream %r answered %d; falling back", upstream.name, result.status)
+                    if isinstance(result, UpstreamStream):
+                        result.close()
                     break
-                return upstream, result
+                return Routed(upstream.name, result, waited)
         assert last_failure is not None
-        raise last_failure
+        raise RoutingFailed(last_failure, waited)
 
     def close(self) -> None:
         for upstream in self._upstreams:
             upstream.close()
-
-
-def _discard(result: object) -> None:
-    close = getattr(result, "close", None)
-    if callable(close):
-        close()
