@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    install into $(VENV), prepare the offline demo model, migrate, serve at http://127.0.0.1:8000"
 	@echo "make test   install dev dependencies into $(VENV) and run the whole test suite"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check, format check and mypy (strict for policies/ and analytics/)"
 	@echo "make bench  proxy overhead benchmark (bench/overhead.py)"
 
 $(BIN)/python:
@@ -39,6 +39,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/overhead.py

@@ -25,6 +25,7 @@ from proxy.db import make_engine, make_sessions
 from proxy.errors import ProxyError, error_response
 from proxy.gateway.forwarder import Forwarder
 from proxy.gateway.router import Router
+from proxy.identity import audit
 from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
 from proxy.identity.sessions import SessionPolicy, SessionStore
@@ -34,7 +35,7 @@ from proxy.upstreams.http import HttpUpstream
 log = logging.getLogger("warden")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Services:
     """Everything a running Warden holds open; `close()` flushes events and releases it all."""
 
@@ -63,6 +64,10 @@ class Services:
             client = self._readers.client = connect(self.settings.storage.clickhouse_url)
             self._opened.append(client)
         return client
+
+    def audit_entries(self, tenant: str, limit: int) -> list[audit.AuditRecord]:
+        """The tenant's newest admin audit-log entries, newest first (the dashboards' audit page)."""
+        return audit.entries(self.db, tenant=tenant, limit=limit)
 
     def close(self) -> None:
         self.sink.close()
@@ -129,19 +134,19 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
     metrics = Metrics(sink, policies)
     forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead)
     return Services(
-        settings,
-        engine,
-        db,
-        keys,
-        Directory(db),
-        web_sessions,
-        router,
-        sink,
-        forwarder,
-        keyring,
-        metrics,
-        policies,
-        list(engines.values()),
+        settings=settings,
+        engine=engine,
+        db=db,
+        keys=keys,
+        directory=Directory(db),
+        web_sessions=web_sessions,
+        router=router,
+        sink=sink,
+        forwarder=forwarder,
+        keyring=keyring,
+        metrics=metrics,
+        policies=policies,
+        local_engines=list(engines.values()),
     )
 
 
@@ -169,13 +174,12 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     services = build_services(settings, sink)
     app.extensions["warden"] = services
-    app.extensions["warden.forwarder"] = services.forwarder
 
     from dashboards.views import bp as dashboards_bp
     from proxy.compliance.transcripts import bp as transcripts_bp
     from proxy.gateway.policy_api import bp as policy_api_bp
     from proxy.gateway.routes import bp as proxy_bp
-    from proxy.identity import audit, guard
+    from proxy.identity import guard
     from proxy.identity.admin_api import bp as admin_api_bp
     from proxy.identity.people import bp as people_bp
 
@@ -186,9 +190,6 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_bp)
-    app.extensions["warden.audit_entries"] = lambda tenant, limit: audit.entries(
-        services.db, tenant=tenant, limit=limit
-    )
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -50,7 +49,9 @@ def serve(path: Path, host: str, port: int, port_file: Path) -> None:
     outcome: list[str] = []
 
     def run_query() -> None:
-        result = _chdb.query(sql, "TabSeparated", path=str(path))
+        # The compiled module's stub does not declare its low-level entry point.
+        query = _chdb.query  # type: ignore[attr-defined]
+        result = query(sql, "TabSeparated", path=str(path))
         outcome.append(getattr(result, "error_message", lambda: "")() or "no error reported")
         stopped.set()
 
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class ExchangeEvent:
     finding_count: tuple[int, ...] = ()
     finding_score: tuple[float, ...] = ()
 
-    def as_row(self) -> tuple:
+    def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.
         return tuple(getattr(self, name) for name in COLUMNS)
 
@@ -69,7 +70,7 @@ class TranscriptRow:
     ciphertext: bytes
     retention_days: int
 
-    def as_row(self) -> tuple:
+    def as_row(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in TRANSCRIPT_COLUMNS)
 
 
@@ -87,12 +88,14 @@ def encode(event: ExchangeEvent, transcript: TranscriptRow | None) -> bytes:
 def decode(record: bytes) -> tuple[ExchangeEvent, TranscriptRow | None]:
     row, sealed = json.loads(record)
     # Not strict: records spooled by an older Warden lack the newest fields, which have defaults.
-    event = ExchangeEvent(**{name: _typed(name, value) for name, value in zip(COLUMNS, row, strict=False)})
+    values: dict[str, Any] = {name: _typed(name, value) for name, value in zip(COLUMNS, row, strict=False)}
+    event = ExchangeEvent(**values)
     transcript = None
     if sealed is not None:
-        transcript = TranscriptRow(
-            **{name: _typed(name, value) for name, value in zip(TRANSCRIPT_COLUMNS, sealed, strict=True)}
-        )
+        sealed_values: dict[str, Any] = {
+            name: _typed(name, value) for name, value in zip(TRANSCRIPT_COLUMNS, sealed, strict=True)
+        }
+        transcript = TranscriptRow(**sealed_values)
     return event, transcript
 
 

@@ -57,9 +57,9 @@ class Metrics:
 
     def __init__(self, sink: Any, policies: Any = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_SinkCollector(sink))  # type: ignore[arg-type]
+        self.registry.register(_SinkCollector(sink))
         if policies is not None:
-            self.registry.register(_PolicyCollector(policies))  # type: ignore[arg-type]
+            self.registry.register(_PolicyCollector(policies))
         self.overhead = Histogram(
             "warden_overhead_seconds",
             "Time spent in Warden per request, upstream waits excluded.",

@@ -398,7 +398,7 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
     sampled = " AND cityHash64(ts) % {sample:UInt32} = 0" if params["sample"] > 1 else ""
     edges: dict[str, dict[str, list[float]]] = {}
     bins: dict[str, dict[str, tuple[list[int], list[int]]]] = {}
-    series: dict[str, dict[Any, list[int]]] = {}
+    series: dict[str, dict[Any, list[float]]] = {}
     if ready:
         params["models"] = ready
         deciles = ", ".join(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import plotly
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
@@ -28,8 +29,36 @@ TITLES = {
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def _services() -> Any:
-    return current_app.extensions["warden"]
+class AdminLogEntry(Protocol):
+    """One admin audit-log row as the audit page shows it."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def ip(self) -> str: ...
+
+
+class DashboardServices(Protocol):
+    """What the pages need from the running Warden; app.py's `Services` provides it (dashboards may
+    not import proxy, where the audit log lives)."""
+
+    def clickhouse(self) -> Any: ...
+    def audit_entries(self, tenant: str, limit: int) -> Sequence[AdminLogEntry]: ...
+
+
+def _services() -> DashboardServices:
+    services: DashboardServices = current_app.extensions["warden"]
+    return services
 
 
 def _data(name: str) -> dict[str, Any]:
@@ -73,8 +102,7 @@ def _data(name: str) -> dict[str, Any]:
         v["request_id"] for v in result["violations"] if allows(actor, Permission.TRANSCRIPTS_READ, v["team"])
     ]
     if allows(actor, Permission.AUDIT_READ):
-        # The admin log lives in the metadata DB; app.py hands dashboards a reader for it.
-        entries = current_app.extensions["warden.audit_entries"](actor.tenant, 100)
+        entries = _services().audit_entries(actor.tenant, 100)
         result["admin_log"] = [
             {
                 "seq": e.seq,

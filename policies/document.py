@@ -95,7 +95,9 @@ def parse_policy(text: str, source: str, scanners: dict[str, Any] | None = None)
 
 
 class _Reader:
-    def __init__(self, source: str, lines: dict, scanners: dict[str, Any] | None) -> None:
+    def __init__(
+        self, source: str, lines: dict[tuple[str | int, ...], int], scanners: dict[str, Any] | None
+    ) -> None:
         self.source = source
         self.lines = lines
         self.scanners = scanners

@@ -9,12 +9,17 @@ policy author makes explicitly, never a default.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from policies.document import Policy, Rule
 from policies.findings import Finding, Placeholders, mask_spans
-from policies.scanners import RequestFacts, ScannerUnavailable, registry
+from policies.scanners import AnyScanner, RequestFacts, RequestScanner, Scanner, ScannerUnavailable, registry
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +78,10 @@ class Report:
 class CompiledPolicy:
     """A policy with its scanners built (models loaded) for this process."""
 
-    def __init__(self, policy: Policy, runtime: Any) -> None:
+    def __init__(self, policy: Policy, runtime: Runtime) -> None:
         self.policy = policy
         kinds = registry()
-        self._rules: dict[str, list[tuple[Rule, Any]]] = {"input": [], "output": []}
+        self._rules: dict[str, list[tuple[Rule, AnyScanner]]] = {"input": [], "output": []}
         self.inactive: list[str] = []
         for rule in policy.rules:
             if rule.mode == "off":
@@ -115,7 +120,9 @@ class CompiledPolicy:
         for rule, scanner in self._rules["input"]:
             if scanner.level != "request":
                 continue
-            for hit in self._run(rule, "input", lambda s=scanner: s.scan_request(facts)):
+            # The level says which protocol a scanner implements.
+            request_scanner = cast(RequestScanner, scanner)
+            for hit in self._run(rule, "input", partial(request_scanner.scan_request, facts)):
                 report.add(hit)
                 if hit.action == "block":
                     raise Blocked(hit)
@@ -126,7 +133,8 @@ class CompiledPolicy:
         for rule, scanner in self._rules[stage]:
             if scanner.level != "text" or (windowed is not None and scanner.windowed != windowed):
                 continue
-            hits.extend(self._run(rule, stage, lambda s=scanner: s.scan(text)))
+            text_scanner = cast(Scanner, scanner)
+            hits.extend(self._run(rule, stage, partial(text_scanner.scan, text)))
         return hits
 
     def check_text(
@@ -150,7 +158,7 @@ class CompiledPolicy:
         return mask_spans(text, masks, placeholders, restorable=stage == "input") if masks else text
 
     @staticmethod
-    def _run(rule: Rule, stage: str, call: Any) -> list[Hit]:
+    def _run(rule: Rule, stage: str, call: Callable[[], list[Finding]]) -> list[Hit]:
         try:
             findings = call()
         except Exception as exc:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from time import monotonic
-from typing import Any
 
 from policies.document import Policy, PolicyError, load_policy_file, merge
 from policies.engine import CompiledPolicy
+from policies.runtime import Runtime
 from policies.scanners import ScannerUnavailable, checkers
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,12 @@ class Caller:
 class _State:
     policies: tuple[CompiledPolicy, ...]
     fallback: CompiledPolicy
-    fingerprint: tuple
+    fingerprint: tuple[tuple[object, ...], ...]
 
 
 class PolicyStore:
     def __init__(
-        self, sources: list[str] | tuple[str, ...], runtime: Any, reload_interval: float = 1.0
+        self, sources: list[str] | tuple[str, ...], runtime: Runtime, reload_interval: float = 1.0
     ) -> None:
         self._sources = [Path(s) for s in sources]
         self._runtime = runtime
@@ -114,8 +114,8 @@ class PolicyStore:
                 files.append(source)
         return files
 
-    def _fingerprint(self) -> tuple:
-        marks = []
+    def _fingerprint(self) -> tuple[tuple[object, ...], ...]:
+        marks: list[tuple[object, ...]] = []
         for path in self._files():
             try:
                 stat = path.stat()

@@ -168,7 +168,8 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
     # It warns that it is legacy, and the tracer about constants; both are expected here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch.jit re-exports it without listing it in __all__.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         torch.onnx.export(
             Logits(source.model),
             (sample["input_ids"], sample["attention_mask"]),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("warden")
 
@@ -16,8 +19,18 @@ log = logging.getLogger("warden")
 class WardenServer(BaseApplication):
     """Gunicorn with Warden's settings; the app is built in each worker, after the fork."""
 
-    def __init__(self, settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app_factory: Callable[[Settings], Flask],
+        host: str,
+        port: int,
+        workers: int,
+        threads: int,
+    ) -> None:
         self.settings = settings
+        self.app_factory = app_factory
         self.options = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": workers,
@@ -45,9 +58,8 @@ class WardenServer(BaseApplication):
             # user; Warden does not use it.
             self.cfg.set("control_socket_disable", True)
 
-    def load(self) -> Any:
-        # Imported by name, as gunicorn would: nothing imports app.py at module level.
-        return importlib.import_module("app").create_app(self.settings)
+    def load(self) -> Flask:
+        return self.app_factory(self.settings)
 
 
 def _start_services(worker: Any) -> None:

@@ -155,7 +155,7 @@ class Price:
     cached_input: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -296,19 +296,19 @@ class _Builder:
         exports = ExportSettings(str(Path(exports.dir).resolve()), str(Path(exports.signing_key).resolve()))
         policies = self.policies(raw)
         return Settings(
-            server,
-            storage,
-            auth,
-            analytics,
-            upstreams,
-            prices,
-            crypto,
-            transcripts,
-            retention,
-            compliance,
-            exports,
-            policies,
-            self.source,
+            server=server,
+            storage=storage,
+            auth=auth,
+            analytics=analytics,
+            upstreams=upstreams,
+            prices=prices,
+            crypto=crypto,
+            transcripts=transcripts,
+            retention=retention,
+            compliance=compliance,
+            exports=exports,
+            policies=policies,
+            source=self.source,
         )
 
     def policies(self, raw: dict[str, Any]) -> PolicySettings:

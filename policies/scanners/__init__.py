@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from policies.document import ParamError
 from policies.findings import Finding
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,9 @@ class ScannerUnavailable(Exception):
 
 
 Checker = Callable[[dict[str, Any], str, str], None]
-Builder = Callable[[dict[str, Any], Any], Any]
+AnyScanner: TypeAlias = Scanner | RequestScanner
+# None: the rule's model is not configured, so the rule is inactive.
+Builder = Callable[[dict[str, Any], "Runtime"], AnyScanner | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.document import ParamError
 from policies.findings import Finding
 from policies.scanners import RequestFacts, known_keys, positive_int, string_list
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 
 def check_max_input(params: dict[str, Any], stage: str, action: str) -> None:
@@ -39,7 +42,7 @@ class MaxInput:
         return found
 
 
-def build_max_input(params: dict[str, Any], runtime: Any) -> MaxInput:
+def build_max_input(params: dict[str, Any], runtime: Runtime) -> MaxInput:
     return MaxInput(params.get("chars"), params.get("tokens"))
 
 
@@ -67,7 +70,7 @@ class ModelRule:
         return [Finding("model_not_allowed", 1.0)] if denied else []
 
 
-def build_models(params: dict[str, Any], runtime: Any) -> ModelRule:
+def build_models(params: dict[str, Any], runtime: Runtime) -> ModelRule:
     allow = params.get("allow")
     deny = params.get("deny") or []
     return ModelRule(

@@ -17,11 +17,14 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.document import ACTIONS, ParamError
 from policies.findings import Finding
 from policies.scanners import ScannerUnavailable, UserPattern, known_keys, regex, score, string_list
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,7 @@ class PiiScanner:
         return findings
 
 
-def build(params: dict[str, Any], runtime: Any) -> PiiScanner:
+def build(params: dict[str, Any], runtime: Runtime) -> PiiScanner:
     engine: PiiEngine = runtime.pii_engine()
     threshold = float(params.get("threshold", DEFAULT_THRESHOLD))
     custom_specs = params.get("custom") or []
@@ -212,8 +215,10 @@ class PiiEngine:
         class _LocalSpacy(SpacyNlpEngine):
             # SpacyNlpEngine.load would fetch a missing model; this one takes a folder or nothing.
             def load(self) -> None:
-                self.nlp = {"en": spacy.load(spacy_model) if spacy_model else spacy.blank("en")}
-                self._lemmatizes = "lemmatizer" in self.nlp["en"].pipe_names
+                self.pipeline = spacy.load(spacy_model) if spacy_model else spacy.blank("en")
+                # presidio declares the attribute None until a load fills it
+                self.nlp = {"en": self.pipeline}  # type: ignore[assignment]
+                self._lemmatizes = "lemmatizer" in self.pipeline.pipe_names
 
             def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
                 # Context words ("employee", "phone") are matched on lemmas; without a lemmatizer
@@ -227,7 +232,7 @@ class PiiEngine:
         logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
         nlp = _LocalSpacy(models=[{"lang_code": "en", "model_name": spacy_model or "blank"}])
         nlp.load()
-        self.has_ner = bool(spacy_model) and "ner" in nlp.nlp["en"].pipe_names
+        self.has_ner = bool(spacy_model) and "ner" in nlp.pipeline.pipe_names
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in (
             _offline_email_recognizer(),
@@ -273,7 +278,8 @@ class PiiEngine:
             supported_entity=spec["name"],
             name=f"custom_{spec['name']}",
             patterns=[_timed_pattern(spec["name"].lower(), spec["regex"], float(spec.get("score", 0.6)))],
-            context=list(spec.get("context") or []) or None,
+            # presidio's default is None, though annotated as a list
+            context=list(spec.get("context") or []) or None,  # type: ignore[arg-type]
         )
 
 
@@ -283,7 +289,7 @@ def _timed_pattern(name: str, regex: str, score: float) -> Any:
     from presidio_analyzer import Pattern
 
     class TimedPattern(Pattern):
-        @property  # type: ignore[override]
+        @property
         def compiled_regex(self) -> Any:
             return self._timed
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.document import ParamError
 from policies.findings import Finding
 from policies.scanners import UserPattern, known_keys, regex, string_list
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 # kind -> pattern. Prefixed formats only, so ordinary text and hashes do not trip them.
 # Linear by construction, whatever the text: `re` holds the GIL while it matches, so one backtracking
@@ -66,7 +69,7 @@ class SecretsScanner:
         return found
 
 
-def build(params: dict[str, Any], runtime: Any) -> SecretsScanner:
+def build(params: dict[str, Any], runtime: Runtime) -> SecretsScanner:
     kinds = params.get("kinds") or list(PATTERNS)
     if isinstance(kinds, str):
         kinds = [kinds]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.document import ParamError
 from policies.findings import Finding
 from policies.scanners import UserPattern, known_keys, regex, string_list
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 PARAMS = ("words", "regex", "case_sensitive", "label")
 
@@ -55,7 +58,7 @@ class TermsScanner:
         return found
 
 
-def build(params: dict[str, Any], runtime: Any) -> TermsScanner:
+def build(params: dict[str, Any], runtime: Runtime) -> TermsScanner:
     words = params.get("words") or []
     patterns = params.get("regex") or []
     return TermsScanner(

@@ -6,11 +6,14 @@ can flag it, not retract it (README, "Streaming").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.document import ParamError
 from policies.findings import Finding
 from policies.scanners import known_keys, score, string_list
+
+if TYPE_CHECKING:
+    from policies.runtime import Runtime
 
 LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack", "sexual_explicit")
 PARAMS = ("threshold", "thresholds", "labels", "when_unavailable")
@@ -55,7 +58,7 @@ class ToxicityScanner:
         ]
 
 
-def build(params: dict[str, Any], runtime: Any) -> ToxicityScanner | None:
+def build(params: dict[str, Any], runtime: Runtime) -> ToxicityScanner | None:
     """None when no model is configured and the rule says `when_unavailable: skip`."""
     from policies.scanners import ScannerUnavailable
 

@@ -10,12 +10,15 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from proxy.cli.options import config_option
 from proxy.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def _settings(config_path: Path | None, *, resolve_secrets: bool = True) -> Settings:
@@ -74,11 +77,22 @@ def serve(
 
     WardenServer(
         settings,
-        host or settings.server.host,
-        settings.server.port if port is None else port,
-        workers,
-        threads or settings.server.threads,
+        app_factory=_create_app,
+        host=host or settings.server.host,
+        port=settings.server.port if port is None else port,
+        workers=workers,
+        threads=threads or settings.server.threads,
     ).run()
+
+
+def _create_app(settings: Settings) -> Flask:
+    """The app, built by `create_app` in a gunicorn worker."""
+    # The only import of app.py outside it (the command line sits above the factory). Inside the
+    # function so that it runs in each worker after the fork: app.py loads torch, spaCy and the policy
+    # models, which the gunicorn master never needs.
+    from app import create_app
+
+    return create_app(settings)
 
 
 @main.command()

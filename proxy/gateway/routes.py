@@ -14,7 +14,8 @@ bp = Blueprint("proxy", __name__)
 
 
 def _forwarder() -> Forwarder:
-    return current_app.extensions["warden.forwarder"]
+    forwarder: Forwarder = current_app.extensions["warden"].forwarder
+    return forwarder
 
 
 def _forwarding(route: str) -> Callable[[], Response]:
