@@ -20,9 +20,10 @@ from analytics.access import Actor, Binding, Permission, Scope, allows, can_gran
 from proxy.compliance.erasure import erase
 from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
 from proxy.db import utcnow
+from proxy.errors import access_error
 from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, UserInfo
-from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
+from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, requires
 from proxy.identity.keys import KeyInfo, KeyInputError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
@@ -88,17 +89,17 @@ def _key_json(key: KeyInfo) -> dict[str, Any]:
 
 @bp.errorhandler(BadInput)
 def _bad_input(exc: BadInput) -> Response:
-    return error(400, str(exc), "bad_request")
+    return access_error(400, str(exc), "bad_request")
 
 
 @bp.errorhandler(IdentityError)
 def _identity_error(exc: IdentityError) -> Response:
-    return error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
+    return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
 
 
 @bp.errorhandler(KeyInputError)
 def _key_error(exc: KeyInputError) -> Response:
-    return error(400, str(exc), "bad_request")
+    return access_error(400, str(exc), "bad_request")
 
 
 # -- who am I ----------------------------------------------------------------------------------
