@@ -8,7 +8,7 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -484,16 +484,13 @@ def erase(config_path: Path | None, subject: str | None, tenant: str, all_of_ten
     )
 
 
-def _when(value: str, name: str) -> Any:
-    from datetime import datetime
+def _when(value: str, name: str) -> datetime:
+    from analytics.queries import FilterError, parse_time
 
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter("add a timezone, e.g. 2026-11-01T00:00:00Z", param_hint=name)
-    return parsed
+        return parse_time(value, name, assume_utc=False)
+    except FilterError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.group("export", invoke_without_command=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
+from analytics.queries import FilterError, parse_time
 from proxy.compliance.erasure import erase
 from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
 from proxy.db import utcnow
@@ -362,10 +363,10 @@ def create_export() -> tuple[Response, int]:
         if len(reason.strip()) < 8:
             raise BadInput("exporting transcripts needs a 'reason' of at least 8 characters")
     try:
-        since = datetime.fromisoformat(_field(payload, "since").replace("Z", "+00:00"))
-        until = datetime.fromisoformat(_field(payload, "until").replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("since and until must be ISO 8601 times with a timezone") from None
+        since = parse_time(_field(payload, "since"), "since", assume_utc=False)
+        until = parse_time(_field(payload, "until"), "until", assume_utc=False)
+    except FilterError as exc:
+        raise BadInput(str(exc)) from None
     services = _services()
     export_id = "exp_" + uuid.uuid4().hex[:16]
     spec = ExportSpec(
