@@ -25,7 +25,7 @@ from proxy.errors import access_error
 from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, UserInfo
 from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, requires
-from proxy.identity.keys import KeyInfo, KeyInputError
+from proxy.identity.keys import KeyInfo
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -96,11 +96,6 @@ def _bad_input(exc: BadInput) -> Response:
 @bp.errorhandler(IdentityError)
 def _identity_error(exc: IdentityError) -> Response:
     return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
-
-
-@bp.errorhandler(KeyInputError)
-def _key_error(exc: KeyInputError) -> Response:
-    return access_error(400, str(exc), "bad_request")
 
 
 # -- who am I ----------------------------------------------------------------------------------
