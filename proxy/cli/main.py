@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from analytics.access import ROLES
 from proxy.cli.options import config_option
 from proxy.settings import ConfigError, Settings, load_settings
 
@@ -142,13 +143,12 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from proxy.db import utcnow
-    from proxy.identity.keys import KeyInputError
 
     store = _key_store(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
     expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
-    try:
-        info, plaintext = store.create(
+    info, plaintext = _identity_call(
+        lambda: store.create(
             team,
             name=name,
             project=project,
@@ -157,8 +157,7 @@ def keys_create(
             tenant=tenant,
             change=_cli_change(tenant),
         )
-    except KeyInputError as exc:
-        raise click.ClickException(str(exc)) from None
+    )
     click.echo(plaintext)
     click.echo(f"created {info.id} for team {info.team} (store the key now: it is not shown again)", err=True)
 
@@ -246,7 +245,7 @@ def users() -> None:
 @users.command("create")
 @config_option
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]), help="Initial role.")
+@click.option("--role", type=click.Choice(ROLES), help="Initial role.")
 @team_option
 @tenant_option
 def users_create(
@@ -327,15 +326,15 @@ def teams_list(config_path: Path | None, tenant: str) -> None:
         click.echo(name)
 
 
-@main.group()
+@main.group(help=f"Grant and revoke roles ({', '.join(ROLES)}), tenant-wide or in one team.")
 def roles() -> None:
-    """Grant and revoke roles (admin, auditor, analyst, viewer), tenant-wide or in one team."""
+    pass
 
 
 @roles.command("grant")
 @config_option
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@click.argument("role", type=click.Choice(ROLES))
 @team_option
 @tenant_option
 def roles_grant(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
@@ -350,7 +349,7 @@ def roles_grant(config_path: Path | None, username: str, role: str, team: str | 
 @roles.command("revoke")
 @config_option
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@click.argument("role", type=click.Choice(ROLES))
 @team_option
 @tenant_option
 def roles_revoke(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
