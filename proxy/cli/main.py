@@ -522,7 +522,6 @@ def export_cmd(
         raise click.UsageError("--since, --until and --out are required")
     from analytics.access import Scope
     from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
-    from proxy.identity import audit
 
     spec = ExportSpec(
         tenant,
@@ -534,6 +533,7 @@ def export_cmd(
         audit_log=True,  # the CLI runs with the deployment's own rights: the whole tenant's log
     )
     runtime = _Runtime(config_path)
+    change = _cli_change(tenant)
     with click.progressbar(length=0, label="exporting", show_pos=True) as bar:
 
         def progress(_name: str, rows: int) -> None:
@@ -548,25 +548,12 @@ def export_cmd(
                 db=runtime.db,
                 keyring=runtime.keyring,
                 key=signing_key(Path(runtime.settings.exports.signing_key)),
+                actor=change.actor,
+                ip=change.ip,
                 progress=progress,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
-    change = _cli_change(tenant)
-    audit.record(
-        runtime.db,
-        tenant=tenant,
-        actor=change.actor,
-        action="export.create",
-        target=str(out),
-        ip=change.ip,
-        after={
-            "since": since,
-            "until": until,
-            "transcripts": transcripts,
-            "files": [f["name"] for f in manifest["files"]],
-        },
-    )
     for entry in manifest["files"]:
         click.echo(f"{entry['name']}: {entry['rows']} rows, sha256 {entry['sha256'][:16]}…")
     click.echo(f"signed manifest: {out / 'manifest.json'} (+ manifest.sig)")

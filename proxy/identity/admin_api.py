@@ -382,24 +382,12 @@ def create_export() -> tuple[Response, int]:
             db=services.db,
             keyring=services.keyring,
             key=signing_key(Path(services.settings.exports.signing_key)),
+            actor=actor_label(actor),
+            ip=client_ip(),
+            reason=reason,
         )
     except ExportError as exc:
         raise BadInput(str(exc)) from None
-    audit.record(
-        services.db,
-        tenant=actor.tenant,
-        actor=actor_label(actor),
-        action="export.create",
-        target=f"export:{export_id}",
-        ip=client_ip(),
-        after={
-            "since": spec.since.isoformat(),
-            "until": spec.until.isoformat(),
-            "teams": teams,
-            "transcripts": with_transcripts,
-            "reason": reason or None,
-        },
-    )
     return jsonify(manifest), 201
 
 
