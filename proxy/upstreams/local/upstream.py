@@ -144,15 +144,6 @@ class OnnxUpstream:
             200, dict(SSE_HEADERS), chunks, wait_s=perf_counter() - started, generations=generations
         )
 
-    def embed(self, body: bytes, request_id: str) -> UpstreamReply:
-        return _error(
-            BadRequest(
-                f"The model '{self.model_name}' is a local chat model and does not serve embeddings.",
-                param="model",
-                code="model_not_supported",
-            )
-        )
-
     def close(self) -> None:
         # The engine may serve several upstream names; whoever built it closes it.
         pass
