@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from analytics.clickhouse import connect
 from analytics.metrics import Metrics
+from analytics.queries import FilterError
 from analytics.sink import ClickHouseSink, EventSink
 from policies.document import PolicyError
 from policies.runtime import ModelPaths, Runtime
@@ -175,7 +176,7 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     services = build_services(settings, sink)
     app.extensions["warden"] = services
 
-    from dashboards.views import bp as dashboards_bp
+    from dashboards.views import blueprint as dashboards_blueprint
     from proxy.compliance.transcripts import bp as transcripts_bp
     from proxy.gateway.policy_api import bp as policy_api_bp
     from proxy.gateway.routes import bp as proxy_bp
@@ -189,8 +190,9 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
     app.register_blueprint(admin_api_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
-    app.register_blueprint(dashboards_bp)
+    app.register_blueprint(dashboards_blueprint(guard.requires))
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(FilterError, _filter_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
@@ -199,6 +201,11 @@ def _http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
     names = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
     return error_response(ProxyError(code, exc.description or exc.name, code=names.get(code, "http_error")))
+
+
+def _filter_error(exc: FilterError) -> Any:
+    code = "bad_filter" if exc.status == 400 else "outside_scope"
+    return error_response(ProxyError(exc.status, str(exc), code=code))
 
 
 class _StartClock:

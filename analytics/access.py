@@ -16,7 +16,6 @@ class Permission(StrEnum):
     DASHBOARDS_READ = "dashboards:read"
     TRANSCRIPTS_READ = "transcripts:read"
     POLICIES_READ = "policies:read"
-    POLICIES_WRITE = "policies:write"
     KEYS_READ = "keys:read"
     KEYS_MANAGE = "keys:manage"
     USERS_READ = "users:read"
@@ -102,13 +101,6 @@ class Scope:
 
     def covers(self, team: str) -> bool:
         return self.teams is None or team in self.teams
-
-    def query_parameters(self) -> dict[str, object]:
-        """Bind values for `tenant = {tenant:String} AND (all_teams OR has({teams:Array(String)}, team))`."""
-        return {"tenant": self.tenant, "all_teams": self.teams is None, "teams": sorted(self.teams or ())}
-
-
-SCOPE_CONDITION = "tenant = {tenant:String} AND ({all_teams:Bool} OR has({teams:Array(String)}, team))"
 
 
 def permissions_of(role: str) -> frozenset[Permission]:

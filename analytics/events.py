@@ -27,7 +27,7 @@ class ExchangeEvent:
     status: int
     error_class: str
     streamed: bool
-    cache_hit: bool
+    cache_hit: bool  # always False until Warden has a response cache; the column is kept for it
     latency_ms: float
     ttft_ms: float | None
     upstream_ms: float

@@ -49,12 +49,20 @@ class Filters:
         return (self.until - self.since).total_seconds() / 3600
 
 
-def parse_time(value: str, name: str) -> datetime:
+def parse_time(value: str, name: str, *, assume_utc: bool = True) -> datetime:
+    """`value` as an aware time; one without an offset is UTC, or refused unless `assume_utc`.
+
+    The one ISO 8601 reader of dashboards, admin API and CLI; `name` is the field the message names.
+    """
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise FilterError(f"{name} must be an ISO 8601 time such as 2026-11-01T00:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is not None:
+        return parsed
+    if not assume_utc:
+        raise FilterError(f"{name} needs a timezone, e.g. 2026-11-01T00:00:00Z")
+    return parsed.replace(tzinfo=UTC)
 
 
 def parse_filters(args: Mapping[str, Any], now: datetime | None = None) -> Filters:

@@ -56,31 +56,6 @@ class SinkStats:
     lost: int = 0
 
 
-class MemorySink:
-    """Keeps events in a list: the test double."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[ExchangeEvent, TranscriptRow | None]] = []
-        self._lock = threading.Lock()
-        self.stats = SinkStats()
-
-    def emit(self, event: ExchangeEvent, transcript: TranscriptRow | None = None) -> None:
-        with self._lock:
-            self.events.append((event, transcript))
-
-    def healthy(self) -> bool:
-        return True
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        return True
-
-    def close(self, timeout: float = 10.0) -> None:
-        return None
-
-    def spool_bytes(self) -> int:
-        return 0
-
-
 @dataclass(slots=True)
 class _Item:
     segment: int

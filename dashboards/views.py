@@ -1,22 +1,34 @@
-"""Dashboard pages and their JSON twins, scoped to the viewer's teams."""
+"""Dashboard pages and their JSON twins, scoped to the viewer's teams.
+
+The permission guard comes from the app (`blueprint(requires)`): dashboards may not import `proxy`,
+and one guard means a refused dashboard request is audited like any other. A bad filter on a JSON
+twin raises `queries.FilterError` for the app to answer in the common error shape.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import plotly
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
+from flask import Blueprint, Response, current_app, g, render_template, request, send_file
 
 from analytics import queries
 from analytics.access import Permission, allows, scope_for
 from dashboards import figures
-from dashboards.access import page
 
-bp = Blueprint("dashboards", __name__, url_prefix="/dashboards", template_folder="templates")
+View = Callable[..., Any]
+
+
+class Requires(Protocol):
+    """The app's permission guard: `page=True` sends the anonymous to sign in instead of a 401."""
+
+    def __call__(self, permission: Permission, *, page: bool = ...) -> Callable[[View], View]: ...
+
+
 PAGES = ("overview", "latency", "cost", "drift", "behaviour", "audit")
 TITLES = {
     "overview": "Overview",
@@ -129,8 +141,6 @@ def _render_figures(name: str, data: dict[str, Any]) -> list[str]:
     )
 
 
-@bp.get("/plotly.min.js")
-@page(Permission.DASHBOARDS_READ)
 def plotly_js() -> Response:
     # Served from the installed package: deployments are often offline, so no CDN.
     return send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)
@@ -141,18 +151,7 @@ def _view(name: str, as_json: bool) -> Any:
         data = _data(name)
     except queries.FilterError as exc:
         if as_json:
-            response = jsonify(
-                {
-                    "error": {
-                        "message": str(exc),
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "bad_filter" if exc.status == 400 else "outside_scope",
-                    }
-                }
-            )
-            response.status_code = exc.status
-            return response
+            raise
         return render_template(
             "dashboard.html",
             page=name,
@@ -182,19 +181,22 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-for _name in PAGES:
+def blueprint(requires: Requires) -> Blueprint:
+    """The dashboards, each page and JSON twin behind `requires(dashboards:read)`."""
+    bp = Blueprint("dashboards", __name__, url_prefix="/dashboards", template_folder="templates")
+    page = requires(Permission.DASHBOARDS_READ, page=True)
+    data = requires(Permission.DASHBOARDS_READ)
+    bp.add_url_rule("/plotly.min.js", "plotly_js", page(plotly_js), methods=["GET"])
+    for name in PAGES:
+        bp.add_url_rule(f"/{name}", name, page(_page_view(name, as_json=False)), methods=["GET"])
+        bp.add_url_rule(
+            f"/{name}.json", f"{name}_json", data(_page_view(name, as_json=True)), methods=["GET"]
+        )
+    return bp
 
-    def _make(name: str) -> tuple[Any, Any]:
-        @page(Permission.DASHBOARDS_READ)
-        def html_view() -> Any:
-            return _view(name, as_json=False)
 
-        @page(Permission.DASHBOARDS_READ)
-        def json_view() -> Any:
-            return _view(name, as_json=True)
+def _page_view(name: str, as_json: bool) -> View:
+    def view() -> Any:
+        return _view(name, as_json)
 
-        return html_view, json_view
-
-    _html, _json = _make(_name)
-    bp.add_url_rule(f"/{_name}", f"{_name}", _html, methods=["GET"])
-    bp.add_url_rule(f"/{_name}.json", f"{_name}_json", _json, methods=["GET"])
+    return view

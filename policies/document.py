@@ -68,9 +68,6 @@ class Policy:
     def label(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def stage_rules(self, stage: str) -> tuple[Rule, ...]:
-        return tuple(r for r in self.rules if r.stage == stage and r.mode != "off")
-
     @property
     def specificity(self) -> int:
         return sum(1 for values in self.scope.values() if values)

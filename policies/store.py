@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -127,15 +128,10 @@ class PolicyStore:
 
     def _load(self) -> _State:
         fingerprint = self._fingerprint()
-        files = self._files()
-        known = checkers()
-        parsed = [load_policy_file(path, known) for path in files]
-        builtin = load_policy_file(BUILTIN, known)
-        resolved = resolve(parsed, builtin)
+        resolved, builtin = read(self._files())
         compiled = []
         for policy in resolved:
-            compiled_policy = CompiledPolicy(policy, self._runtime)
-            failures = run_cases(compiled_policy)
+            compiled_policy, failures = compile_and_test(policy, self._runtime)
             if failures:
                 raise PolicyError(f"{policy.source}: its own tests fail: " + "; ".join(failures))
             compiled.append(compiled_policy)
@@ -146,12 +142,29 @@ class PolicyStore:
         if unscoped:
             fallback = unscoped[0]
         else:
-            fallback = CompiledPolicy(builtin, self._runtime)
-            failures = run_cases(fallback)
+            fallback, failures = compile_and_test(builtin, self._runtime)
             if failures:
                 raise PolicyError("the built-in policy's tests fail: " + "; ".join(failures))
         scoped = tuple(c for c in compiled if c.policy.specificity > 0)
         return _State(scoped, fallback, fingerprint)
+
+
+def read(files: Iterable[Path]) -> tuple[list[Policy], Policy]:
+    """The policies of `files` with `extends` applied, and the built-in policy; raises PolicyError."""
+    known = checkers()
+    parsed = [load_policy_file(path, known) for path in files]
+    builtin = load_policy_file(BUILTIN, known)
+    return resolve(parsed, builtin), builtin
+
+
+def compile_and_test(policy: Policy, runtime: Any) -> tuple[CompiledPolicy, list[str]]:
+    """`policy` compiled with the runtime's models, and its own failing `tests:` (none: it may go live).
+
+    The store refuses a policy with failures; `warden policy test` reports them.
+    Raises ScannerUnavailable when a rule needs a model the runtime lacks.
+    """
+    compiled = CompiledPolicy(policy, runtime)
+    return compiled, run_cases(compiled)
 
 
 def resolve(policies: list[Policy], builtin: Policy) -> list[Policy]:

@@ -32,6 +32,7 @@ class ProxyError(Exception):
 
 
 def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> bytes:
+    """The one place the error shape is written: SDKs read `type`, `code` and `param` from here."""
     return json.dumps({"error": {"message": message, "type": type, "param": param, "code": code}}).encode()
 
 
@@ -59,3 +60,8 @@ def unauthorized(message: str = "Invalid or missing API key.") -> ProxyError:
         error_class="unauthorized",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def access_error(status: int, message: str, code: str) -> Response:
+    """An error of the people-facing surfaces (admin API, pages' JSON, policy API)."""
+    return error_response(ProxyError(status, message, type="access_error", code=code))

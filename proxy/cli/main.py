@@ -8,12 +8,13 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from analytics.access import ROLES
 from proxy.cli.options import config_option
 from proxy.settings import ConfigError, Settings, load_settings
 
@@ -156,13 +157,12 @@ def keys_create(
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from proxy.db import utcnow
-    from proxy.identity.keys import KeyInputError
 
     store = _key_store(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
     expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
-    try:
-        info, plaintext = store.create(
+    info, plaintext = _identity_call(
+        lambda: store.create(
             team,
             name=name,
             project=project,
@@ -171,8 +171,7 @@ def keys_create(
             tenant=tenant,
             change=_cli_change(tenant),
         )
-    except KeyInputError as exc:
-        raise click.ClickException(str(exc)) from None
+    )
     click.echo(plaintext)
     click.echo(f"created {info.id} for team {info.team} (store the key now: it is not shown again)", err=True)
 
@@ -260,7 +259,7 @@ def users() -> None:
 @users.command("create")
 @config_option
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]), help="Initial role.")
+@click.option("--role", type=click.Choice(ROLES), help="Initial role.")
 @team_option
 @tenant_option
 def users_create(
@@ -341,15 +340,15 @@ def teams_list(config_path: Path | None, tenant: str) -> None:
         click.echo(name)
 
 
-@main.group()
+@main.group(help=f"Grant and revoke roles ({', '.join(ROLES)}), tenant-wide or in one team.")
 def roles() -> None:
-    """Grant and revoke roles (admin, auditor, analyst, viewer), tenant-wide or in one team."""
+    pass
 
 
 @roles.command("grant")
 @config_option
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@click.argument("role", type=click.Choice(ROLES))
 @team_option
 @tenant_option
 def roles_grant(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
@@ -364,7 +363,7 @@ def roles_grant(config_path: Path | None, username: str, role: str, team: str | 
 @roles.command("revoke")
 @config_option
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "auditor", "analyst", "viewer"]))
+@click.argument("role", type=click.Choice(ROLES))
 @team_option
 @tenant_option
 def roles_revoke(config_path: Path | None, username: str, role: str, team: str | None, tenant: str) -> None:
@@ -498,16 +497,13 @@ def erase(config_path: Path | None, subject: str | None, tenant: str, all_of_ten
     )
 
 
-def _when(value: str, name: str) -> Any:
-    from datetime import datetime
+def _when(value: str, name: str) -> datetime:
+    from analytics.queries import FilterError, parse_time
 
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter("add a timezone, e.g. 2026-11-01T00:00:00Z", param_hint=name)
-    return parsed
+        return parse_time(value, name, assume_utc=False)
+    except FilterError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.group("export", invoke_without_command=True)
@@ -540,7 +536,6 @@ def export_cmd(
         raise click.UsageError("--since, --until and --out are required")
     from analytics.access import Scope
     from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
-    from proxy.identity import audit
 
     spec = ExportSpec(
         tenant,
@@ -552,6 +547,7 @@ def export_cmd(
         audit_log=True,  # the CLI runs with the deployment's own rights: the whole tenant's log
     )
     runtime = _Runtime(config_path)
+    change = _cli_change(tenant)
     with click.progressbar(length=0, label="exporting", show_pos=True) as bar:
 
         def progress(_name: str, rows: int) -> None:
@@ -566,25 +562,12 @@ def export_cmd(
                 db=runtime.db,
                 keyring=runtime.keyring,
                 key=signing_key(Path(runtime.settings.exports.signing_key)),
+                actor=change.actor,
+                ip=change.ip,
                 progress=progress,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
-    change = _cli_change(tenant)
-    audit.record(
-        runtime.db,
-        tenant=tenant,
-        actor=change.actor,
-        action="export.create",
-        target=str(out),
-        ip=change.ip,
-        after={
-            "since": since,
-            "until": until,
-            "transcripts": transcripts,
-            "files": [f["name"] for f in manifest["files"]],
-        },
-    )
     for entry in manifest["files"]:
         click.echo(f"{entry['name']}: {entry['rows']} rows, sha256 {entry['sha256'][:16]}…")
     click.echo(f"signed manifest: {out / 'manifest.json'} (+ manifest.sig)")

@@ -46,26 +46,21 @@ def policy_validate(files: tuple[Path, ...]) -> None:
 @files_argument
 def policy_test(config_path: Path | None, files: tuple[Path, ...]) -> None:
     """Run the `tests:` of FILES with the scanners and models of the config (exit 1 on a failure)."""
-    from policies.engine import CompiledPolicy
-    from policies.store import BUILTIN, resolve, run_cases
+    from policies.store import compile_and_test, read
 
     runtime = _runtime(config_path)
-    known = checkers()
     failed = False
     try:
-        builtin = load_policy_file(BUILTIN, known)
-        parsed = [load_policy_file(path, known) for path in files]
-        resolved = resolve(parsed, builtin)
+        resolved, _ = read(files)
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from None
     for p in resolved:
         try:
-            compiled = CompiledPolicy(p, runtime)
+            compiled, failures = compile_and_test(p, runtime)
         except ScannerUnavailable as exc:
             click.echo(f"{p.source}: {exc}", err=True)
             failed = True
             continue
-        failures = run_cases(compiled)
         for line in failures:
             click.echo(f"FAIL {line}", err=True)
         passed = len(p.tests) - len(failures)
@@ -85,13 +80,11 @@ def policy_evaluate(config_path: Path | None, policy_file: Path | None, stage: s
     """Run a policy (FILE, default: the built-in) on TEXT and print the decision as JSON."""
     from policies.engine import CompiledPolicy
     from policies.evaluate import evaluate_text
-    from policies.store import BUILTIN, resolve
+    from policies.store import read
 
-    known = checkers()
     try:
-        builtin = load_policy_file(BUILTIN, known)
-        chosen = resolve([load_policy_file(policy_file, known)], builtin)[0] if policy_file else builtin
-        compiled = CompiledPolicy(chosen, _runtime(config_path))
+        resolved, builtin = read([policy_file] if policy_file else [])
+        compiled = CompiledPolicy(resolved[0] if resolved else builtin, _runtime(config_path))
     except (PolicyError, ScannerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(evaluate_text(compiled, stage, text), indent=2))

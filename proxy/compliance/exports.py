@@ -26,6 +26,7 @@ from analytics.access import Scope
 from proxy.compliance.crypto import BINARY, CryptoError, KeyRing, Sealed
 from proxy.db import AuditEntry, as_utc
 from proxy.formats import FORMATS as WIRE_FORMATS
+from proxy.identity import audit
 
 FORMATS = ("jsonl", "csv", "parquet")
 Progress = Callable[[str, int], None]
@@ -94,9 +95,15 @@ def export(
     db: sessionmaker,
     keyring: KeyRing,
     key: Ed25519PrivateKey,
+    actor: str,
+    ip: str = "",
+    reason: str = "",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Write the export into `out` (created, must be empty) and return the signed manifest."""
+    """Write the export into `out` (created, must be empty) and return the signed manifest; audited.
+
+    The CLI and the admin API both come here, so an export leaves the same audit record either way.
+    """
     spec.check()
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
@@ -123,6 +130,23 @@ def export(
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
     (out / "manifest.json").write_bytes(body)
     (out / "manifest.sig").write_text(base64.b64encode(key.sign(body)).decode() + "\n")
+    audit.record(
+        db,
+        tenant=spec.tenant,
+        actor=actor,
+        action="export.create",
+        target=f"export:{out.name}",
+        ip=ip,
+        after={
+            "directory": str(out),
+            "since": manifest["since"],
+            "until": manifest["until"],
+            "teams": manifest["teams"],
+            "transcripts": spec.transcripts,
+            "reason": reason or None,
+            "files": [f["name"] for f in files],
+        },
+    )
     return manifest
 
 

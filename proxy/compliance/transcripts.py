@@ -10,8 +10,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 
 from analytics.access import Permission, allows
 from proxy.compliance.crypto import BINARY, CryptoError, Sealed
+from proxy.errors import access_error
 from proxy.identity import audit
-from proxy.identity.guard import actor_label, client_ip, deny, error, requires
+from proxy.identity.guard import actor_label, client_ip, deny, requires
 
 bp = Blueprint("transcripts", __name__, template_folder="../templates")
 MIN_REASON, MAX_REASON = 8, 500
@@ -78,7 +79,7 @@ def transcript_api(request_id: str) -> Response:
     try:
         return jsonify(read_transcript(request_id, request.args.get("reason", "")))
     except TranscriptUnavailable as exc:
-        return error(exc.status, exc.message, exc.code)
+        return access_error(exc.status, exc.message, exc.code)
 
 
 @bp.route("/transcripts/<request_id>", methods=["GET", "POST"])

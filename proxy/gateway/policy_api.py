@@ -10,7 +10,8 @@ from analytics.access import Permission
 from policies.document import ROUTES, STAGES
 from policies.evaluate import evaluate_text
 from policies.store import Caller
-from proxy.identity.guard import error, requires
+from proxy.errors import access_error as error
+from proxy.identity.guard import requires
 
 bp = Blueprint("policy_api", __name__)
 MAX_TEXT = 100_000

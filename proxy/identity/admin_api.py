@@ -10,20 +10,22 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
+from analytics.queries import FilterError, parse_time
 from proxy.compliance.erasure import erase
 from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
 from proxy.db import utcnow
+from proxy.errors import access_error
 from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, UserInfo
-from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, error, requires
-from proxy.identity.keys import KeyInfo, KeyInputError
+from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, requires
+from proxy.identity.keys import KeyInfo
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -88,17 +90,12 @@ def _key_json(key: KeyInfo) -> dict[str, Any]:
 
 @bp.errorhandler(BadInput)
 def _bad_input(exc: BadInput) -> Response:
-    return error(400, str(exc), "bad_request")
+    return access_error(400, str(exc), "bad_request")
 
 
 @bp.errorhandler(IdentityError)
 def _identity_error(exc: IdentityError) -> Response:
-    return error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
-
-
-@bp.errorhandler(KeyInputError)
-def _key_error(exc: KeyInputError) -> Response:
-    return error(400, str(exc), "bad_request")
+    return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
 
 
 # -- who am I ----------------------------------------------------------------------------------
@@ -361,10 +358,10 @@ def create_export() -> tuple[Response, int]:
         if len(reason.strip()) < 8:
             raise BadInput("exporting transcripts needs a 'reason' of at least 8 characters")
     try:
-        since = datetime.fromisoformat(_field(payload, "since").replace("Z", "+00:00"))
-        until = datetime.fromisoformat(_field(payload, "until").replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("since and until must be ISO 8601 times with a timezone") from None
+        since = parse_time(_field(payload, "since"), "since", assume_utc=False)
+        until = parse_time(_field(payload, "until"), "until", assume_utc=False)
+    except FilterError as exc:
+        raise BadInput(str(exc)) from None
     services = _services()
     export_id = "exp_" + uuid.uuid4().hex[:16]
     spec = ExportSpec(
@@ -385,24 +382,12 @@ def create_export() -> tuple[Response, int]:
             db=services.db,
             keyring=services.keyring,
             key=signing_key(Path(services.settings.exports.signing_key)),
+            actor=actor_label(actor),
+            ip=client_ip(),
+            reason=reason,
         )
     except ExportError as exc:
         raise BadInput(str(exc)) from None
-    audit.record(
-        services.db,
-        tenant=actor.tenant,
-        actor=actor_label(actor),
-        action="export.create",
-        target=f"export:{export_id}",
-        ip=client_ip(),
-        after={
-            "since": spec.since.isoformat(),
-            "until": spec.until.isoformat(),
-            "teams": teams,
-            "transcripts": with_transcripts,
-            "reason": reason or None,
-        },
-    )
     return jsonify(manifest), 201
 
 

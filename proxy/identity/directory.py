@@ -203,20 +203,6 @@ class Directory:
             )
         return self.user(username, change.tenant)
 
-    def set_password(self, username: str, password: str, change: Change) -> None:
-        check_password(password)
-        with self.sessions.begin() as session:
-            user = self._find_user(session, username, change.tenant)
-            user.password_hash = _hasher.hash(password)
-            audit.append(
-                session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="user.password",
-                target=f"user:{username}",
-                ip=change.ip,
-            )
-
     # -- bindings ------------------------------------------------------------------------------
 
     def grant(self, username: str, binding: Binding, change: Change) -> UserInfo:

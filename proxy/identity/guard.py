@@ -12,9 +12,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, redirect, request, url_for
+from flask import Flask, Response, g, redirect, request, url_for
 
 from analytics.access import AccessDenied, Actor, Binding, Permission, held_anywhere
+from proxy.errors import access_error
 from proxy.formats import FORMATS
 from proxy.identity import audit
 from proxy.identity.directory import DEFAULT_TENANT, Directory
@@ -56,13 +57,13 @@ def requires(permission: Permission | str, *, page: bool = False) -> Callable[[V
             if actor is None:
                 if page:
                     return redirect(url_for("people.login", next=request.full_path.rstrip("?")))
-                return error(401, "Sign in, or send an admin token.", "unauthenticated")
+                return access_error(401, "Sign in, or send an admin token.", "unauthenticated")
             if permission != SIGNED_IN and not held_anywhere(actor, Permission(permission)):
                 deny(actor, str(permission))
-                return error(403, f"permission {str(permission)!r} is required", "permission_denied")
+                return access_error(403, f"permission {str(permission)!r} is required", "permission_denied")
             if request.method not in SAFE_METHODS and actor.via == "session" and not csrf_ok():
                 deny(actor, "csrf")
-                return error(403, "missing or invalid CSRF token", "csrf_failed")
+                return access_error(403, "missing or invalid CSRF token", "csrf_failed")
             return view(*args, **kwargs)
 
         guarded.warden_permission = str(permission)  # type: ignore[attr-defined]
@@ -75,12 +76,6 @@ def csrf_ok() -> bool:
     expected = g.get("warden_csrf") or ""
     sent = request.headers.get("x-csrf-token") or request.form.get("csrf_token") or ""
     return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
-
-
-def error(status: int, message: str, code: str) -> Response:
-    response = jsonify({"error": {"message": message, "type": "access_error", "param": None, "code": code}})
-    response.status_code = status
-    return response
 
 
 def client_ip() -> str:
@@ -129,4 +124,4 @@ def init_app(app: Flask, directory: Directory, sessions: SessionStore, admin_tok
         actor = g.get("warden_actor")
         if actor is not None:
             deny(actor, f"{exc.permission.value} in {exc.team or 'tenant'}")
-        return error(403, str(exc), "permission_denied")
+        return access_error(403, str(exc), "permission_denied")

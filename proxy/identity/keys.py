@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import threading
 import time
@@ -15,15 +14,17 @@ from sqlalchemy.orm import sessionmaker
 
 from proxy.db import ApiKey, Team, Tenant, as_utc, utcnow
 from proxy.identity import audit
-from proxy.identity.directory import Change, find_team, get_or_create_team, get_or_create_tenant
+from proxy.identity.directory import (
+    DEFAULT_TENANT,
+    Change,
+    IdentityError,
+    check_name,
+    find_team,
+    get_or_create_team,
+    get_or_create_tenant,
+)
 
 KEY_PREFIX = "wdn-"
-DEFAULT_TENANT = "default"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class KeyInputError(ValueError):
-    """Bad input to a key operation (unknown team, bad name); the message is safe to show."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +60,6 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
-def validate_name(kind: str, value: str) -> str:
-    if not _NAME.match(value):
-        raise KeyInputError(f"{kind} must be 1-128 characters of letters, digits, '.', '_' or '-'")
-    return value
-
-
 class KeyStore:
     """Key lifecycle and request-time lookup, with a short positive cache for the hot path."""
 
@@ -94,24 +89,24 @@ class KeyStore:
         With `create_team` a missing team is created (the CLI's convenience); without it, an unknown
         team is an error (the admin API: creating teams needs its own permission).
         """
-        validate_name("team", team)
-        validate_name("key name", name)
-        validate_name("tenant", tenant)
+        check_name("team", team)
+        check_name("key name", name)
+        check_name("tenant", tenant)
         if project:
-            validate_name("project", project)
+            check_name("project", project)
         if models is not None:
             for model in models:
                 if not model or len(model) > 256:
-                    raise KeyInputError("model names must be 1-256 characters")
+                    raise IdentityError("model names must be 1-256 characters")
         if expires_at is not None and as_utc(expires_at) <= utcnow():  # type: ignore[operator]
-            raise KeyInputError("expiry must be in the future")
+            raise IdentityError("expiry must be in the future")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions.begin() as session:
             tenant_row = get_or_create_tenant(session, tenant)
             team_row = find_team(session, tenant_row, team)
             if team_row is None:
                 if not create_team:
-                    raise KeyInputError(f"no team {team!r}")
+                    raise IdentityError(f"no team {team!r}")
                 team_row = get_or_create_team(session, tenant_row, team)
             row = ApiKey(
                 id="key_" + secrets.token_hex(6),

@@ -61,8 +61,6 @@ class Upstream(Protocol):
 
     def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream: ...
 
-    def embed(self, body: bytes, request_id: str) -> UpstreamReply: ...
-
     def close(self) -> None: ...
 
 
@@ -109,9 +107,6 @@ class HttpUpstream:
         return UpstreamReply(
             response.status_code, relayed_headers(response.headers), response.content, timer.waited()
         )
-
-    def embed(self, body: bytes, request_id: str) -> UpstreamReply:
-        return self.complete("embeddings", body, request_id)
 
     def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
         timer = _WaitTimer()

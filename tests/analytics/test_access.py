@@ -67,7 +67,6 @@ def test_scope_for_unions_team_bindings() -> None:
     )
     scope = Scope("default", frozenset({"a"}))
     assert scope.covers("a") and not scope.covers("b")
-    assert scope.query_parameters() == {"tenant": "default", "all_teams": False, "teams": ["a"]}
 
 
 @pytest.mark.parametrize(

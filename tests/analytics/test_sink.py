@@ -17,7 +17,7 @@ from pathlib import Path
 from analytics import schema
 from analytics.clickhouse import connect
 from analytics.events import ExchangeEvent, TranscriptRow, decode, encode
-from analytics.sink import ClickHouseSink, MemorySink
+from analytics.sink import ClickHouseSink
 from analytics.spool import Spool, read_records
 from tests.conftest import ROOT
 
@@ -243,13 +243,6 @@ def test_a_torn_tail_is_skipped(tmp_path: Path) -> None:
         handle.write(b"\x00\x00\x01\x00garbage")  # a record cut short by a crash
     assert list(read_records(path)) == [b"record-0", b"record-1", b"record-2"]
     spool.close()
-
-
-def test_memory_sink_keeps_events() -> None:
-    sink = MemorySink()
-    item = event()
-    sink.emit(item)
-    assert sink.flush() and sink.events == [(item, None)]
 
 
 def test_spool_directories_are_private(tmp_path: Path) -> None:

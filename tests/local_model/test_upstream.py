@@ -159,8 +159,9 @@ def test_bad_parameters_get_an_openai_400(
 def test_not_json_embeddings_and_unknown_routes(upstream: OnnxUpstream) -> None:
     assert upstream.complete("chat/completions", b"{nope", "r").status == 400
     assert upstream.complete("chat/completions", b"[]", "r").status == 400
-    embed = upstream.embed(_body(input="hi"), "r")
-    assert embed.status == 400 and json.loads(embed.body)["error"]["code"] == "model_not_supported"
+    # The forwarder sends embeddings through `complete`, like any route: a local model has no such route.
+    embed = upstream.complete("embeddings", _body(input="hi"), "r")
+    assert embed.status == 404 and json.loads(embed.body)["error"]["code"] == "unknown_url"
     assert upstream.complete("images/generations", _body(prompt="x"), "r").status == 404
 
 

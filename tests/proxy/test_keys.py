@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from proxy.db import make_engine, make_sessions, utcnow
-from proxy.identity.keys import KeyInputError, KeyStore
+from proxy.identity.directory import IdentityError
+from proxy.identity.keys import KeyStore
 from proxy.migrate import upgrade_sql
 
 
@@ -51,13 +52,13 @@ def test_expiry_and_unknown_keys(store: KeyStore) -> None:
     assert store.authenticate(plaintext) is not None
     assert store.authenticate(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
     assert store.authenticate("") is None
-    with pytest.raises(KeyInputError, match="future"):
+    with pytest.raises(IdentityError, match="future"):
         store.create("alpha", expires_at=utcnow() - timedelta(seconds=1))
 
 
 @pytest.mark.parametrize("team", ["", "a b", "x'; DROP TABLE api_keys; --", "a" * 200])
 def test_bad_names_are_refused(store: KeyStore, team: str) -> None:
-    with pytest.raises(KeyInputError, match="team must be"):
+    with pytest.raises(IdentityError, match="team must be"):
         store.create(team)
     assert store.list() == []
 

@@ -190,6 +190,22 @@ def test_denied_attempts_are_audited(rbac: LiveWarden) -> None:
     assert "gamma" not in admin.get("/api/teams").json()["teams"]
 
 
+def test_dashboard_refusals_are_audited(rbac: LiveWarden) -> None:
+    """Dashboards use the same guard as every other view, so their refusals are audited too."""
+    rbac.services.directory.create_user("no-role", PASSWORD, Change("cli:test", "default"))
+    person = sign_in(rbac.root, "no-role")  # type: ignore[attr-defined]
+    assert person.get("/dashboards/cost").status_code == 403
+    refused = person.get("/dashboards/cost.json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    denied = [e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "denied"]
+    assert {e["target"] for e in denied} == {
+        "GET /dashboards/cost (dashboards:read)",
+        "GET /dashboards/cost.json (dashboards:read)",
+    }
+    assert all(e["actor"] == "session:no-role" for e in denied)
+
+
 def test_csrf_is_required_for_state_changes(rbac: LiveWarden) -> None:
     admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
     token = admin.headers.pop("x-csrf-token")

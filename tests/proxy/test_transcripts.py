@@ -217,6 +217,11 @@ def test_signed_export_and_verify(live: LiveWarden, tmp_path: Path) -> None:
     assert (
         counts["requests.jsonl"] == 1 and counts["transcripts.jsonl"] == 1 and counts["audit_log.jsonl"] > 0
     )
+    # `exports.export` writes the audit record itself, so the CLI leaves the same one.
+    record = next(e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "export.create")
+    assert record["target"] == f"export:{manifest['id']}" and record["actor"] == "token:admin-token"
+    assert record["after"]["reason"] == "quarterly compliance review"
+    assert record["after"]["teams"] == ["alpha"] and record["after"]["files"] == list(counts)
     directory = Path(live.settings.exports.dir) / manifest["id"]
     public_key = Path(live.settings.exports.signing_key).with_suffix(".pub")
     runner = CliRunner()

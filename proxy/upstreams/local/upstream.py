@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
+from proxy.errors import error_body
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 from proxy.upstreams.local.engine import EngineClosed, Generation, OnnxEngine, PromptTooLong
 from proxy.upstreams.local.sampling import SamplingParams
@@ -61,15 +62,8 @@ def _dumps(value: Any) -> bytes:
 
 
 def _error(exc: BadRequest) -> UpstreamReply:
-    body = {
-        "error": {
-            "message": exc.message,
-            "type": "invalid_request_error",
-            "param": exc.param,
-            "code": exc.code,
-        }
-    }
-    return UpstreamReply(exc.status, dict(JSON_HEADERS), _dumps(body))
+    body = error_body(exc.message, "invalid_request_error", exc.code, exc.param)
+    return UpstreamReply(exc.status, dict(JSON_HEADERS), body)
 
 
 class OnnxUpstream:
@@ -148,15 +142,6 @@ class OnnxUpstream:
         # Generation time is spent while Warden pulls chunks, and Warden counts that pull time as upstream.
         return _LocalStream(
             200, dict(SSE_HEADERS), chunks, wait_s=perf_counter() - started, generations=generations
-        )
-
-    def embed(self, body: bytes, request_id: str) -> UpstreamReply:
-        return _error(
-            BadRequest(
-                f"The model '{self.model_name}' is a local chat model and does not serve embeddings.",
-                param="model",
-                code="model_not_supported",
-            )
         )
 
     def close(self) -> None:
