@@ -157,7 +157,7 @@ def read(files: Iterable[Path]) -> tuple[list[Policy], Policy]:
     return resolve(parsed, builtin), builtin
 
 
-def compile_and_test(policy: Policy, runtime: Any) -> tuple[CompiledPolicy, list[str]]:
+def compile_and_test(policy: Policy, runtime: Runtime) -> tuple[CompiledPolicy, list[str]]:
     """`policy` compiled with the runtime's models, and its own failing `tests:` (none: it may go live).
 
     The store refuses a policy with failures; `warden policy test` reports them.
