@@ -22,7 +22,7 @@ from policies.runtime import ModelPaths, Runtime
 from policies.scanners import ScannerUnavailable
 from policies.store import PolicyStore
 from proxy.compliance.crypto import KeyRing, load_kek
-from proxy.db import make_engine, make_sessions
+from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
 from proxy.gateway.forwarder import Forwarder
 from proxy.gateway.router import Router
@@ -102,11 +102,11 @@ def make_upstream(up: UpstreamSettings, engines: dict[tuple[str, str], Any]) -> 
     return OnnxUpstream(up.name, engines[key], up.models[0], defaults)
 
 
-def build_services(settings: Settings, sink: EventSink | None = None) -> Services:
+def build_services(settings: Settings, sink: EventSink | None = None, clock: Clock = utcnow) -> Services:
     engines: dict[tuple[str, str], Any] = {}
     engine = make_engine(settings.storage.database_url)
     db = make_sessions(engine)
-    keys = KeyStore(db, cache_seconds=settings.auth.key_cache_seconds)
+    keys = KeyStore(db, cache_seconds=settings.auth.key_cache_seconds, clock=clock)
     auth = settings.auth
     web_sessions = SessionStore(
         db,
@@ -116,6 +116,7 @@ def build_services(settings: Settings, sink: EventSink | None = None) -> Service
             max_failures=auth.login_max_failures,
             lockout=timedelta(minutes=auth.login_lockout_minutes),
         ),
+        clock=clock,
     )
     router = Router([(make_upstream(up, engines), up.models, up.retries) for up in settings.upstreams])
     if sink is None:
@@ -161,7 +162,9 @@ def load_policies(settings: Settings) -> PolicyStore:
         raise ConfigError(f"policies: {exc}") from None
 
 
-def create_app(settings: Settings | None = None, *, sink: EventSink | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, sink: EventSink | None = None, clock: Clock = utcnow
+) -> Flask:
     """Build a Warden app from validated settings (default: $WARDEN_CONFIG or embedded defaults).
 
     Opens nothing that breaks across a fork: the ClickHouse writer starts at the first request.
@@ -173,7 +176,7 @@ def create_app(settings: Settings | None = None, *, sink: EventSink | None = Non
         )
     app = Flask("warden")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
-    services = build_services(settings, sink)
+    services = build_services(settings, sink, clock)
     app.extensions["warden"] = services
 
     from dashboards.views import blueprint as dashboards_blueprint

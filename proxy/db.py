@@ -5,6 +5,7 @@ The schema is owned by Alembic (`migrations/versions`); these models mirror it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -25,6 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# What the stores ask for the time: tests pass a clock they move forward instead of sleeping.
+Clock = Callable[[], datetime]
 
 
 class Base(DeclarativeBase):

@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from proxy.cli.main import main
-from tests.conftest import write_config
+from tests.support import write_config
 
 
 def config(tmp_path: Path) -> Path:

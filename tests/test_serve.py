@@ -14,7 +14,7 @@ import httpx
 import openai
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import ROOT, write_config
+from tests.support import ROOT, write_config
 
 
 def warden_cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:

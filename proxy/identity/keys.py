@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from proxy.db import ApiKey, Team, Tenant, as_utc, utcnow
+from proxy.db import ApiKey, Clock, Team, Tenant, as_utc, utcnow
 from proxy.identity import audit
 from proxy.identity.directory import (
     DEFAULT_TENANT,
@@ -63,8 +63,9 @@ def hash_key(plaintext: str) -> str:
 class KeyStore:
     """Key lifecycle and request-time lookup, with a short positive cache for the hot path."""
 
-    def __init__(self, sessions: sessionmaker, *, cache_seconds: float = 1.0) -> None:
+    def __init__(self, sessions: sessionmaker, *, cache_seconds: float = 1.0, clock: Clock = utcnow) -> None:
         self._sessions = sessions
+        self._now = clock
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal, datetime | None]] = {}
         self._lock = threading.Lock()
@@ -98,7 +99,7 @@ class KeyStore:
             for model in models:
                 if not model or len(model) > 256:
                     raise IdentityError("model names must be 1-256 characters")
-        if expires_at is not None and as_utc(expires_at) <= utcnow():  # type: ignore[operator]
+        if expires_at is not None and as_utc(expires_at) <= self._now():  # type: ignore[operator]
             raise IdentityError("expiry must be in the future")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions.begin() as session:
@@ -117,7 +118,7 @@ class KeyStore:
                 key_hash=hash_key(plaintext),
                 prefix=plaintext[: len(KEY_PREFIX) + 6],
                 models=sorted(set(models)) if models is not None else None,
-                created_at=utcnow(),
+                created_at=self._now(),
                 expires_at=expires_at,
                 owner_user_id=owner_user_id,
             )
@@ -161,7 +162,7 @@ class KeyStore:
                 return False
             already = row.revoked_at is not None
             if not already:
-                row.revoked_at = utcnow()
+                row.revoked_at = self._now()
             key_hash = row.key_hash
             if change is not None:
                 owner = session.get(Tenant, row.tenant_id)
@@ -200,7 +201,7 @@ class KeyStore:
                     if len(self._cache) > 100_000:
                         self._cache.clear()
                     self._cache[digest] = (now + self._cache_seconds, principal, expires_at)
-        if expires_at is not None and expires_at <= utcnow():
+        if expires_at is not None and expires_at <= self._now():
             return None
         return principal
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import sessionmaker
 
-from proxy.db import LoginFailure, User, WebSession, as_utc, utcnow
+from proxy.db import Clock, LoginFailure, User, WebSession, as_utc, utcnow
 
 COOKIE = "warden_session"
 LOGIN_CSRF_COOKIE = "warden_login_csrf"
@@ -38,14 +38,15 @@ def _digest(token: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, sessions: sessionmaker, policy: SessionPolicy) -> None:
+    def __init__(self, sessions: sessionmaker, policy: SessionPolicy, *, clock: Clock = utcnow) -> None:
         self._sessions = sessions
+        self._now = clock
         self.policy = policy
 
     def start(self, user_id: str, ip: str, replacing: str | None = None) -> tuple[str, str]:
         """A new session (token, csrf token); the one it replaces, if any, ends: ids rotate at login."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        now = utcnow()
+        now = self._now()
         with self._sessions.begin() as session:
             if replacing:
                 session.execute(delete(WebSession).where(WebSession.token_hash == _digest(replacing)))
@@ -67,7 +68,7 @@ class SessionStore:
     def resolve(self, token: str) -> ActiveSession | None:
         if not token or len(token) > 128:
             return None
-        now = utcnow()
+        now = self._now()
         with self._sessions() as session:
             row = session.get(WebSession, _digest(token))
             if row is None:
@@ -90,7 +91,7 @@ class SessionStore:
     # -- throttling ----------------------------------------------------------------------------
 
     def locked_out(self, username: str) -> bool:
-        since = utcnow() - self.policy.lockout
+        since = self._now() - self.policy.lockout
         with self._sessions() as session:
             failures = session.execute(
                 select(func.count())
@@ -101,9 +102,11 @@ class SessionStore:
 
     def failed(self, username: str, ip: str) -> None:
         with self._sessions.begin() as session:
-            session.add(LoginFailure(username=username[:128], ip=ip[:64], at=utcnow()))
+            session.add(LoginFailure(username=username[:128], ip=ip[:64], at=self._now()))
             # Old failures only matter inside the lockout window.
-            session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - 2 * self.policy.lockout))
+            session.execute(
+                delete(LoginFailure).where(LoginFailure.at < self._now() - 2 * self.policy.lockout)
+            )
 
     def succeeded(self, username: str) -> None:
         with self._sessions.begin() as session:

@@ -19,7 +19,7 @@ from analytics.clickhouse import connect
 from analytics.events import ExchangeEvent, TranscriptRow, decode, encode
 from analytics.sink import ClickHouseSink
 from analytics.spool import Spool, read_records
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def event(**overrides: object) -> ExchangeEvent:

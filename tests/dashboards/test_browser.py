@@ -14,9 +14,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import LiveWarden
-from tests.dashboards.test_pages import WINDOW, seeded  # noqa: F401  (fixture)
-from tests.proxy.test_rbac_http import PASSWORD
+from tests.support import PASSWORD, WINDOW, LiveWarden
 
 FIGURES = {"overview": 2, "latency": 3, "cost": 3, "drift": 3, "behaviour": 6, "audit": 0}
 
@@ -43,7 +41,7 @@ def browser(profile: Path) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
-def test_pages_render_in_chromium(seeded: LiveWarden, tmp_path: Path) -> None:  # noqa: F811
+def test_pages_render_in_chromium(seeded: LiveWarden, tmp_path: Path) -> None:
     from analytics.access import Binding
     from proxy.identity.directory import Change
 

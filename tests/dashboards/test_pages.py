@@ -4,36 +4,12 @@ gets clear messages, drift finds the injected change, and names from requests ca
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import httpx
 import pytest
 
-from analytics.access import Binding
-from analytics.synthetic import generate
-from proxy.identity.directory import Change
-from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings
-from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
-
-UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
-SINCE = UNTIL - timedelta(days=10)
-WINDOW = {"since": SINCE.isoformat(), "until": UNTIL.isoformat()}
-
-
-@pytest.fixture
-def seeded(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
-    live = LiveWarden(make_settings(tmp_path, fake_upstream.base_url, auth={"admin_token": ADMIN_TOKEN}))
-    generate(live.services.clickhouse(), 40_000, SINCE, UNTIL, drift_at=0.5)
-    setup = Change("cli:test", "default")
-    for team in ("alpha", "beta"):
-        live.services.directory.create_team(team, setup)
-    live.services.directory.create_user("alpha-viewer", PASSWORD, setup, (Binding("viewer", "alpha"),))
-    live.root = live.base_url.removesuffix("/v1")  # type: ignore[attr-defined]
-    yield live
-    live.stop()
+from tests.support import ADMIN_TOKEN, SINCE, UNTIL, WINDOW, LiveWarden, sign_in
 
 
 def admin(live: LiveWarden) -> httpx.Client:

@@ -22,7 +22,3 @@ def engine(tiny_model: Path) -> Iterator[OnnxEngine]:
     engine = OnnxEngine(tiny_model, provider="cpu", max_batch=8)
     yield engine
     engine.close()
-
-
-def chat(engine: OnnxEngine, text: str) -> str:
-    return engine.chat_prompt([{"role": "user", "content": text}])

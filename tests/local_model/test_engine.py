@@ -13,7 +13,7 @@ from proxy.upstreams.local.build import HF_SUBDIR
 from proxy.upstreams.local.engine import EngineClosed, OnnxEngine, PromptTooLong
 from proxy.upstreams.local.sampling import SamplingParams
 from proxy.upstreams.local.text import REPLACEMENT
-from tests.local_model.conftest import chat
+from tests.support import chat
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=40)
 QUESTIONS = [

@@ -13,7 +13,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from proxy.upstreams.local.engine import OnnxEngine
 from proxy.upstreams.local.sampling import SamplingParams
 from proxy.upstreams.local.upstream import OnnxUpstream
-from tests.local_model.conftest import chat
+from tests.support import chat
 
 MESSAGES = [{"role": "user", "content": "What is a decorator?"}]
 

@@ -13,7 +13,7 @@ import pytest
 from proxy.settings import DEMO_MARKER, load_settings
 from proxy.upstreams.local.engine import OnnxEngine
 from proxy.upstreams.local.sampling import SamplingParams
-from tests.conftest import LiveWarden, make_settings, write_config
+from tests.support import LiveWarden, make_settings, write_config
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings, write_config
+from tests.support import LiveWarden, make_settings, write_config
 
 POLICY = """apiVersion: warden/v1
 metadata: {name: everything, version: '1'}

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings
+from tests.support import LiveWarden, make_settings
 
 ADMIN_TOKEN = "admin-token-for-policy-tests-0123"
 OUTPUT_POLICY = """apiVersion: warden/v1

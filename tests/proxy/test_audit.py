@@ -15,8 +15,7 @@ from proxy.db import make_engine, make_sessions
 from proxy.identity import audit
 from proxy.identity.directory import Change, Directory
 from proxy.migrate import upgrade_sql
-from tests.conftest import write_config
-from tests.test_migrations import postgres_url  # noqa: F401  (fixture)
+from tests.support import write_config
 
 
 def filled(url: str) -> sessionmaker:
@@ -67,7 +66,7 @@ def test_tampering_is_detected_on_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_tampering_is_detected_on_postgresql(postgres_url: str) -> None:  # noqa: F811
+def test_tampering_is_detected_on_postgresql(postgres_url: str) -> None:
     tamper_cases(filled(postgres_url))
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings
+from tests.support import FakeClock, LiveWarden, make_settings
 
 
 def post(warden: LiveWarden, path: str, content: bytes, key: str | None = None) -> httpx.Response:
@@ -82,16 +83,17 @@ def test_missing_key_and_unknown_routes(warden_chdb: LiveWarden) -> None:
     assert httpx.get(warden_chdb.base_url.removesuffix("/v1") + "/healthz").json() == {"status": "ok"}
 
 
-def test_expired_key_is_rejected(warden_chdb: LiveWarden) -> None:
-    from datetime import timedelta
-
-    from proxy.db import utcnow
-
-    key = warden_chdb.create_key(expires_at=utcnow() + timedelta(seconds=1))
-    body = b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "x"}]}'
-    assert post(warden_chdb, "/chat/completions", body, key).status_code == 200
-    time.sleep(1.2)
-    assert post(warden_chdb, "/chat/completions", body, key).status_code == 401
+def test_expired_key_is_rejected(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
+    clock = FakeClock()
+    live = LiveWarden(make_settings(tmp_path, fake_upstream.base_url), clock=clock)
+    try:
+        key = live.create_key(expires_at=clock() + timedelta(seconds=1))
+        body = b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "x"}]}'
+        assert post(live, "/chat/completions", body, key).status_code == 200
+        clock.advance(seconds=2)
+        assert post(live, "/chat/completions", body, key).status_code == 401
+    finally:
+        live.stop()
 
 
 def test_fallback_to_the_next_upstream(tmp_path: Path, fake_upstream: FakeUpstream) -> None:

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden
+from tests.support import LiveWarden
 
 
 def client(warden: LiveWarden, key: str | None = None, **kwargs) -> openai.OpenAI:

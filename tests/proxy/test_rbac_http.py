@@ -3,8 +3,6 @@ sessions and CSRF, escalation attempts, team scoping, and the audit trail of ref
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +13,8 @@ from analytics.access import Binding
 from proxy.identity import audit
 from proxy.identity.directory import Change
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings
+from tests.support import ADMIN_TOKEN, PASSWORD, FakeClock, LiveWarden, login_form, make_settings, sign_in
 
-PASSWORD = "correct-horse-battery"
-ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 ROLES = ("viewer", "analyst", "auditor", "admin")
 
 # What each route must declare. Written out here, not read from the code, so that a new route or a
@@ -85,21 +81,6 @@ HOLDERS = {
     "exports:create": {"analyst", "auditor", "admin"},
     "policies:read": {"analyst", "auditor", "admin"},
 }
-
-
-def sign_in(base: str, username: str, password: str = PASSWORD) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=10)
-    response = client.post("/login", data=login_form(client, username, password))
-    assert response.status_code == 303, response.text
-    client.headers["x-csrf-token"] = client.get("/api/me").json()["csrf_token"]
-    return client
-
-
-def login_form(client: httpx.Client, username: str, password: str) -> dict[str, str]:
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token is not None
-    return {"username": username, "password": password, "csrf_token": token.group(1)}
 
 
 @pytest.fixture
@@ -224,7 +205,8 @@ def test_csrf_is_required_for_state_changes(rbac: LiveWarden) -> None:
 
 def test_session_rotation_logout_and_timeouts(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
     settings = make_settings(tmp_path, fake_upstream.base_url, auth={"session_idle_minutes": 0.02})
-    live = LiveWarden(settings)
+    clock = FakeClock()
+    live = LiveWarden(settings, clock=clock)
     try:
         live.services.directory.create_user(
             "ada", PASSWORD, Change("cli:test", "default"), (Binding("viewer"),)
@@ -239,7 +221,7 @@ def test_session_rotation_logout_and_timeouts(tmp_path: Path, fake_upstream: Fak
         stale = httpx.Client(base_url=root, cookies={"warden_session": first})
         assert stale.get("/api/me").status_code == 401
         # Idle timeout (1.2 s here): an unused session expires.
-        time.sleep(1.5)
+        clock.advance(seconds=2)
         assert client.get("/api/me").status_code == 401
         client = sign_in(root, "ada")
         assert client.get("/").status_code == 200

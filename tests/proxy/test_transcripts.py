@@ -21,8 +21,7 @@ from proxy.cli.main import main
 from proxy.compliance.crypto import BINARY, CryptoError, Sealed
 from proxy.identity.directory import Change
 from proxy.upstreams.fake import FakeUpstream
-from tests.conftest import LiveWarden, make_settings
-from tests.proxy.test_rbac_http import ADMIN_TOKEN, PASSWORD, sign_in
+from tests.support import ADMIN_TOKEN, PASSWORD, LiveWarden, make_settings, sign_in
 
 
 @pytest.fixture
