@@ -14,14 +14,14 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
-from policies.engine import Blocked, CompiledPolicy, Report
+from policies.engine import Report
 from policies.findings import Placeholders
-from policies.scanners import RequestFacts
 from policies.store import Caller, PolicyStore
 from proxy.compliance.crypto import KeyRing
 from proxy.errors import ProxyError, error_body, error_response, unauthorized
-from proxy.formats import FORMATS, WireFormat, validation
+from proxy.formats import FORMATS, validation
 from proxy.formats.base import finish_reason
+from proxy.gateway import governance
 from proxy.gateway.exchange import AppliedPolicy, Exchange
 from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
@@ -130,8 +130,18 @@ class Forwarder:
         user = payload.get("user")
         if isinstance(user, str) and user:
             exchange.subject = user[:256]
-        self._authorize_model(exchange)
-        raw = self._check_input(exchange, fmt, payload, raw)
+        principal = self._authorize_model(exchange)
+        caller = Caller(
+            principal.tenant, principal.team, principal.project, principal.key_id, exchange.model, route
+        )
+        compiled = self.policies.select(caller)
+        applied = exchange.applied = AppliedPolicy(compiled, Report(compiled.label), Placeholders())
+        try:
+            checked = governance.check_request(applied, fmt, exchange.model, payload, raw)
+        except ProxyError:
+            exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
+            raise
+        raw, exchange.prompt = checked.body, checked.prompt
         if exchange.streamed:
             return self._stream(exchange, path, payload, raw)
 
@@ -140,72 +150,8 @@ class Forwarder:
         )
         return self._relay_reply(exchange, routed.result)
 
-    def _check_input(self, exchange: Exchange, fmt: WireFormat, payload: dict[str, Any], raw: bytes) -> bytes:
-        """Apply the input rules; the body to send upstream (re-encoded only when a mask changed it)."""
-        p = exchange.principal
-        assert p is not None
-        caller = Caller(p.tenant, p.team, p.project, p.key_id, exchange.model, fmt.route)
-        compiled = self.policies.select(caller)
-        report, placeholders = Report(compiled.label), Placeholders()
-        exchange.applied = AppliedPolicy(compiled, report, placeholders)
-        if not compiled.has_rules("input"):
-            return raw
-        try:
-            slots = list(fmt.request_texts(payload))
-            if compiled.has_request_rules():  # sizes are only worth counting for a rule that reads them
-                facts = RequestFacts(
-                    exchange.model,
-                    fmt.route,
-                    sum(len(s.text) for s in slots),
-                    sum(len(s.text.encode()) for s in slots),
-                )
-                compiled.check_request(facts, report)
-            changed = False
-            for slot in slots:
-                checked = compiled.check_text("input", slot.text, placeholders, report)
-                if checked != slot.text:
-                    slot.write(checked)
-                    changed = True
-        except Blocked as blocked:
-            exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
-            raise _policy_violation(compiled, blocked) from None
-        if not changed:
-            return raw
-        exchange.prompt = fmt.prompt(payload)
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def _check_output(
-        self, exchange: Exchange, applied: AppliedPolicy, fmt: WireFormat, parsed: dict[str, Any]
-    ) -> bool:
-        """Apply the output rules to a JSON answer, in place; True when anything changed."""
-        compiled, placeholders = applied.policy, applied.placeholders
-        restore = compiled.policy.restore
-        changed = False
-        kept = []
-        for choice, slot in fmt.answer_texts(parsed):
-            if slot is None:
-                continue
-            index = choice.get("index", 0)
-            try:
-                masked = compiled.check_text("output", slot.text, placeholders, applied.report)
-            except Blocked:
-                slot.write("")
-                choice["finish_reason"] = "content_filter"
-                exchange.finish_reason = "content_filter"
-                kept.append({"index": index, "content": "", "finish_reason": "content_filter"})
-                changed = True
-                continue
-            final = placeholders.restore(masked) if restore else masked
-            if final != slot.text:
-                slot.write(final)
-                changed = True
-            kept.append({"index": index, "content": masked})
-        # The transcript keeps what the upstream said after output masks, before restoration: the
-        # values the input rules masked never reach storage.
-        exchange.answer = kept
-        return changed
-
-    def _authorize_model(self, exchange: Exchange) -> None:
+    def _authorize_model(self, exchange: Exchange) -> Principal:
+        """The caller, once the model is known to be routed and allowed for its key."""
         model = exchange.model
         if not self.router.has(model):
             raise ProxyError(
@@ -223,6 +169,7 @@ class Forwarder:
                 param="model",
                 code="model_not_allowed",
             )
+        return exchange.principal
 
     @staticmethod
     def _routed(exchange: Exchange, route: Callable[[], Routed[T]]) -> Routed[T]:
@@ -264,12 +211,13 @@ class Forwarder:
             choices = parsed.get("choices")
             exchange.answer = choices
             applied = exchange.applied
-            if (
-                applied is not None
-                and applied.guards_output
-                and self._check_output(exchange, applied, fmt, parsed)
-            ):
-                body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+            if applied is not None and applied.guards_output:
+                answer = governance.check_answer(applied, fmt, parsed)
+                # The transcript keeps the answer after output masks, before restoration: values the
+                # input rules masked never reach storage.
+                exchange.answer = answer.kept
+                if answer.changed:
+                    body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
             if isinstance(choices, list):
                 exchange.choices = len(choices)
                 exchange.finish_reason = finish_reason(choices) or exchange.finish_reason
@@ -491,15 +439,6 @@ class Forwarder:
             sealed.ciphertext,
             days,
         )
-
-
-def _policy_violation(compiled: CompiledPolicy, blocked: Blocked) -> ProxyError:
-    hit = blocked.hit
-    return ProxyError(
-        400,
-        f"The request was blocked by policy {compiled.label}, rule {hit.rule!r} ({hit.kind}).",
-        code="content_policy_violation",
-    )
 
 
 def _sse_error(message: str, kind: str) -> bytes:

@@ -1,0 +1,87 @@
+"""The policy applied to one exchange's texts, through its wire format: the input rules on every text a
+request carries before it goes upstream, the output rules on every text of a JSON answer before it goes
+back. Returns what it did; writes into no shared object. (Streamed answers: `relay.GuardedSseRelay`.)"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from policies.engine import Blocked
+from policies.scanners import RequestFacts
+from proxy.errors import ProxyError
+from proxy.formats import WireFormat
+from proxy.gateway.exchange import AppliedPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRequest:
+    body: bytes  # what goes upstream: the client's bytes, re-encoded only when a mask changed a text
+    prompt: Any  # what a transcript keeps of the request (masked)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAnswer:
+    changed: bool  # the answer's JSON was rewritten (masks, restored values, a filtered choice)
+    kept: list[dict[str, Any]]  # per choice, the text after output masks and before restoration
+
+
+def check_request(
+    applied: AppliedPolicy, fmt: WireFormat, model: str, payload: dict[str, Any], raw: bytes
+) -> CheckedRequest:
+    """Apply the input rules to every text of `payload` (rewritten in place). Raises ProxyError (400)
+    when a rule blocks: the upstream is never called and the prompt is not kept."""
+    compiled, report = applied.policy, applied.report
+    if not compiled.has_rules("input"):
+        return CheckedRequest(raw, fmt.prompt(payload))
+    try:
+        slots = list(fmt.request_texts(payload))
+        if compiled.has_request_rules():  # sizes are only worth counting for a rule that reads them
+            chars = sum(len(s.text) for s in slots)
+            compiled.check_request(
+                RequestFacts(model, fmt.route, chars, sum(len(s.text.encode()) for s in slots)), report
+            )
+        changed = False
+        for slot in slots:
+            checked = compiled.check_text("input", slot.text, applied.placeholders, report)
+            if checked != slot.text:
+                slot.write(checked)
+                changed = True
+    except Blocked as blocked:
+        hit = blocked.hit
+        raise ProxyError(
+            400,
+            f"The request was blocked by policy {compiled.label}, rule {hit.rule!r} ({hit.kind}).",
+            code="content_policy_violation",
+        ) from None
+    if not changed:
+        return CheckedRequest(raw, fmt.prompt(payload))
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return CheckedRequest(body, fmt.prompt(payload))
+
+
+def check_answer(applied: AppliedPolicy, fmt: WireFormat, parsed: dict[str, Any]) -> CheckedAnswer:
+    """Apply the output rules to a JSON answer's texts, in place, and restore input placeholders."""
+    compiled, placeholders = applied.policy, applied.placeholders
+    restore = compiled.policy.restore
+    changed = False
+    kept = []
+    for choice, slot in fmt.answer_texts(parsed):
+        if slot is None:
+            continue
+        index = choice.get("index", 0)
+        try:
+            masked = compiled.check_text("output", slot.text, placeholders, applied.report)
+        except Blocked:
+            slot.write("")
+            choice["finish_reason"] = "content_filter"
+            kept.append({"index": index, "content": "", "finish_reason": "content_filter"})
+            changed = True
+            continue
+        final = placeholders.restore(masked) if restore else masked
+        if final != slot.text:
+            slot.write(final)
+            changed = True
+        kept.append({"index": index, "content": masked})
+    return CheckedAnswer(changed, kept)
