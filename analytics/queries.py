@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -371,12 +371,24 @@ DRIFT_RATES = {
     "truncation_rate": "finish_reason = 'length'",
     "client_error_rate": "status >= 400 AND status < 500",
 }
+# A page runs one z-test per model and rate (16 with four models): at p < 0.01 each, a page with no
+# change at all alarmed about once in seven loads. Rate alarms are therefore Benjamini-Hochberg
+# discoveries across all the page's rate tests at this false discovery rate (valid for the positively
+# correlated tests here: errors include client errors).
+DRIFT_FDR = 0.01
+# ...and a change must also be large enough to act on. Significance alone grows with traffic: a big
+# tenant's 3.0% -> 3.2% is certain and uninteresting. Our rates live around 1-5%, so half a point (a 1%
+# rate rising to 1.5%) is the smallest change worth a look; a fifth of the baseline keeps a large rate
+# (a 40% truncation share) from alarming on a point or two.
+DRIFT_MIN_ABSOLUTE = 0.005
+DRIFT_MIN_RELATIVE = 0.2
 
 
 def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dict[str, Any]:
     """Current window against a frozen baseline, per model: PSI and Jensen-Shannon distance on
-    fixed reference-decile bins, and two-proportion z-tests on rates. Three scans in all: sizes and
-    rates, baseline deciles, and every metric's bin counts at once."""
+    fixed reference-decile bins, and two-proportion z-tests on rates, corrected for the number of
+    tests on the page (each rate gets a Benjamini-Hochberg `q_value` and whether it is an `alarm`).
+    Three scans in all: sizes and rates, baseline deciles, and every metric's bin counts at once."""
     base_where, base_params = condition(baseline, scope)
     cur_where, cur_params = condition(current, scope)
     cur_params = {f"c_{k}": v for k, v in cur_params.items()}
@@ -502,11 +514,27 @@ def drift(client: Any, current: Filters, baseline: Filters, scope: Scope) -> dic
             }
             for t, deciles in sorted(series.get(model, {}).items())
         ]
-        entry.update(status="ok", metrics=metrics, rates=rates, changed=what_changed(metrics, rates))
+        entry.update(status="ok", metrics=metrics, rates=rates)
         results.append(entry)
+    tests = [entry["rates"][name] for entry in results if entry["status"] == "ok" for name in DRIFT_RATES]
+    for values, q in zip(tests, benjamini_hochberg([v["p_value"] for v in tests]), strict=True):
+        values["q_value"] = q
+        values["alarm"] = q <= DRIFT_FDR and large_enough(values["baseline"], values["current"])
+    for entry in results:
+        if entry["status"] == "ok":
+            entry["changed"] = what_changed(entry["metrics"], entry["rates"])
+            entry["dismissed"] = dismissed(entry["rates"], len(tests))
     return {
         "models": results,
-        "thresholds": {"psi_moderate": 0.1, "psi_major": 0.25, "p_value": 0.01},
+        "thresholds": {
+            "psi_moderate": 0.1,
+            "psi_major": 0.25,
+            "p_value": 0.01,
+            "fdr": DRIFT_FDR,
+            "rate_tests": len(tests),
+            "min_absolute_change": DRIFT_MIN_ABSOLUTE,
+            "min_relative_change": DRIFT_MIN_RELATIVE,
+        },
         "distribution_sample": 1 / params["sample"],
     }
 
@@ -566,7 +594,33 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values in the input's order: the tests whose adjusted value is at
+    most q are the discoveries at false discovery rate q."""
+    count = len(p_values)
+    adjusted = [1.0] * count
+    running = 1.0
+    for rank, index in reversed(list(enumerate(sorted(range(count), key=lambda i: p_values[i]), 1))):
+        running = min(running, p_values[index] * count / rank)
+        adjusted[index] = running
+    return adjusted
+
+
+def large_enough(baseline: float, current: float) -> bool:
+    """Whether a rate moved by at least DRIFT_MIN_ABSOLUTE and DRIFT_MIN_RELATIVE of its baseline."""
+    change = abs(current - baseline)
+    return change >= DRIFT_MIN_ABSOLUTE and (baseline == 0 or change / baseline >= DRIFT_MIN_RELATIVE)
+
+
+def _rate_change(name: str, values: dict[str, Any]) -> str:
+    direction = "up" if values["current"] > values["baseline"] else "down"
+    return (
+        f"{name} {direction}: {values['baseline']:.1%} → {values['current']:.1%} (p={values['p_value']:.1e}"
+    )
+
+
 def what_changed(metrics: dict[str, Any], rates: dict[str, Any]) -> list[str]:
+    """Shifts of PSI 0.1 and more, and the rates that are alarms."""
     changed = []
     for name, values in metrics.items():
         if values["psi"] >= 0.25:
@@ -574,10 +628,20 @@ def what_changed(metrics: dict[str, Any], rates: dict[str, Any]) -> list[str]:
         elif values["psi"] >= 0.1:
             changed.append(f"{name}: moderate shift (PSI {values['psi']:.2f})")
     for name, values in rates.items():
-        if values["p_value"] < 0.01:
-            direction = "up" if values["current"] > values["baseline"] else "down"
-            changed.append(
-                f"{name} {direction}: {values['baseline']:.1%} → {values['current']:.1%} "
-                f"(p={values['p_value']:.1e})"
-            )
+        if values["alarm"]:
+            changed.append(f"{_rate_change(name, values)}, q={values['q_value']:.1e})")
     return changed
+
+
+def dismissed(rates: dict[str, Any], tests: int) -> list[str]:
+    """Rates below p = 0.01 on their own that are not alarms, and why: shown, so that a reader sees
+    what the correction held back."""
+    held = []
+    for name, values in rates.items():
+        if values["p_value"] < 0.01 and not values["alarm"]:
+            if values["q_value"] > DRIFT_FDR:
+                why = f"not significant among {tests} rate tests (q={values['q_value']:.2f})"
+            else:
+                why = "too small a change to act on"
+            held.append(f"{_rate_change(name, values)}): {why}")
+    return held

@@ -81,6 +81,8 @@ def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:
     assert models["gpt-4o"]["metrics"]["latency_ms"]["psi"] > 0.25
     assert any("latency_ms: major shift" in c for c in models["gpt-4o"]["changed"])
     assert models["claude-x"]["rates"]["refusal_rate"]["p_value"] < 0.01
+    assert models["claude-x"]["rates"]["refusal_rate"]["alarm"]
+    assert any(c.startswith("refusal_rate up") for c in models["claude-x"]["changed"])
     assert models["gpt-4o-mini"]["changed"] == [], "no false alarm where nothing changed"
     daily = models["gpt-4o"]["latency_psi_series"]
     assert len(daily) == 5 and all(point["psi"] > 0.25 for point in daily)
