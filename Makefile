@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    install into $(VENV), prepare the offline demo model, migrate, serve at http://127.0.0.1:8000"
 	@echo "make test   install dev dependencies into $(VENV) and run the whole test suite"
-	@echo "make lint   ruff check, format check and mypy (strict for policies/ and analytics/)"
+	@echo "make lint   ruff check, format check and mypy (strict for the application code)"
 	@echo "make bench  proxy overhead benchmark (bench/overhead.py)"
 
 $(BIN)/python:

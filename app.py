@@ -10,7 +10,7 @@ from time import perf_counter
 from typing import Any
 
 from flask import Flask
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from analytics.clickhouse import connect
@@ -42,7 +42,7 @@ class Services:
 
     settings: Settings
     engine: Any
-    db: sessionmaker
+    db: sessionmaker[Session]
     keys: KeyStore
     directory: Directory
     web_sessions: SessionStore
@@ -217,6 +217,6 @@ class _StartClock:
     def __init__(self, wsgi_app: Any) -> None:
         self.wsgi_app = wsgi_app
 
-    def __call__(self, environ: dict, start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         environ["warden.t0"] = perf_counter()
         return self.wsgi_app(environ, start_response)

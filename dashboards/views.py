@@ -101,9 +101,9 @@ def _data(name: str) -> dict[str, Any]:
         )
         if baseline.since >= baseline.until:
             raise queries.FilterError("baseline_since must be before baseline_until")
-        result = queries.drift(client, filters, baseline, scope)
-        result["baseline"] = {"since": baseline.since.isoformat(), "until": baseline.until.isoformat()}
-        return result
+        drift = queries.drift(client, filters, baseline, scope)
+        drift["baseline"] = {"since": baseline.since.isoformat(), "until": baseline.until.isoformat()}
+        return drift
     # audit
     result: dict[str, Any] = {
         "violations": queries.violations(client, filters, scope),

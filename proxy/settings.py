@@ -10,12 +10,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import yaml
 
 from policies.yaml_lines import YamlSyntaxError, dotted, load_with_lines
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CONFIG_ENV = "WARDEN_CONFIG"
 DEMO_MARKER = ".warden-demo-ready"  # written last by `warden models prepare-demo`
@@ -23,6 +26,8 @@ ENV_PREFIX = "WARDEN_"
 UPSTREAM_TYPES = ("openai", "onnx")
 # ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
 MAX_RETENTION_DAYS = 18250
+
+_Section = TypeVar("_Section", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -238,7 +243,13 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> Non
 
 
 class _Builder:
-    def __init__(self, source: str, lines: dict, environ: Mapping[str, str], resolve_secrets: bool):
+    def __init__(
+        self,
+        source: str,
+        lines: dict[tuple[str | int, ...], int],
+        environ: Mapping[str, str],
+        resolve_secrets: bool,
+    ) -> None:
         self.source = source
         self.lines = lines
         self.environ = environ
@@ -327,7 +338,13 @@ class _Builder:
             if not Path(name).exists():
                 raise self.fail(("policies", "files", index), f"no such file or folder: {name}")
         files = tuple(str(Path(name).resolve()) for name in policies.files)
-        return replace(policies, files=files, **resolved)
+        return replace(
+            policies,
+            files=files,
+            pii_spacy_model=resolved["pii_spacy_model"],
+            toxicity_model=resolved["toxicity_model"],
+            toxicity_config=resolved["toxicity_config"],
+        )
 
     def retention(self, raw: Any) -> RetentionSettings:
         if raw is None:
@@ -352,7 +369,7 @@ class _Builder:
                 raise self.fail(path, f"must be between 0 and {MAX_RETENTION_DAYS} (0 keeps rows)")
         return RetentionSettings(days, checked)
 
-    def dataclass_section(self, raw: dict[str, Any], name: str, cls: type) -> Any:
+    def dataclass_section(self, raw: dict[str, Any], name: str, cls: type[_Section]) -> _Section:
         values = raw.get(name)
         if values is None:
             return cls()
@@ -360,7 +377,9 @@ class _Builder:
             raise self.fail((name,), "must be a mapping")
         return self.fill(cls, values, (name,))
 
-    def fill(self, cls: type, values: dict[str, Any], path: tuple[str | int, ...], **fixed: Any) -> Any:
+    def fill(
+        self, cls: type[_Section], values: dict[str, Any], path: tuple[str | int, ...], **fixed: Any
+    ) -> _Section:
         fields = {f.name: f for f in cls.__dataclass_fields__.values()}
         unknown = sorted(set(values) - set(fields))
         if unknown:
@@ -369,7 +388,8 @@ class _Builder:
         for name, value in values.items():
             if name in fixed:
                 continue
-            kwargs[name] = self.coerce(fields[name].type, value, (*path, name))
+            # Field types are strings here (this module postpones annotations); str() only narrows the type.
+            kwargs[name] = self.coerce(str(fields[name].type), value, (*path, name))
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -408,7 +428,7 @@ class _Builder:
             return tuple(value)
         raise self.fail(path, f"unsupported setting type {annotation}")  # pragma: no cover
 
-    def check_positive(self, path: tuple[str, ...], value: float) -> None:
+    def check_positive(self, path: tuple[str | int, ...], value: float) -> None:
         if value <= 0:
             raise self.fail(path, "must be > 0")
 

@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import DataKey, utcnow
 
@@ -107,7 +108,7 @@ class Sealed:
 class KeyRing:
     """Data keys: created on demand, rotated, destroyed; stored wrapped in the metadata database."""
 
-    def __init__(self, sessions: sessionmaker, kek: bytes) -> None:
+    def __init__(self, sessions: sessionmaker[Session], kek: bytes) -> None:
         self._sessions = sessions
         self._kek = AESGCM(kek)
         self._subject_key = hmac.new(kek, b"warden-subject-id-v1", hashlib.sha256).digest()
@@ -155,7 +156,10 @@ class KeyRing:
             query = delete(DataKey).where(DataKey.tenant == tenant)
             if subject_hash is not None:
                 query = query.where(DataKey.subject == subject_hash)
-            count = session.execute(query).rowcount or 0
+            # A DELETE without RETURNING gives a CursorResult; Session.execute is typed as the base Result
+            # (SQLAlchemy's changelog for 2.0.44 advises this cast to read rowcount).
+            result = cast("CursorResult[()]", session.execute(query))
+            count = result.rowcount or 0
         with self._lock:
             for key in [k for k in self._current if k[0] == tenant and subject_hash in (None, k[1])]:
                 del self._current[key]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.compliance.crypto import KeyRing
 from proxy.identity import audit
@@ -28,7 +28,7 @@ ROLLUPS = ("requests_hourly", "requests_hourly_team", "policy_hourly", "findings
 def erase(
     keyring: KeyRing,
     clickhouse: Any,
-    db: sessionmaker,
+    db: sessionmaker[Session],
     *,
     tenant: str,
     subject: str | None,

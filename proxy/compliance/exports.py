@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.access import Scope
 from proxy.compliance.crypto import BINARY, CryptoError, KeyRing, Sealed
@@ -92,7 +92,7 @@ def export(
     out: Path,
     *,
     clickhouse: Any,
-    db: sessionmaker,
+    db: sessionmaker[Session],
     keyring: KeyRing,
     key: Ed25519PrivateKey,
     actor: str,
@@ -241,7 +241,7 @@ def _requests(clickhouse: Any, spec: ExportSpec) -> Iterable[dict[str, Any]]:
                 yield dict(zip(names, row, strict=True))
 
 
-def _audit(db: sessionmaker, spec: ExportSpec) -> Iterable[dict[str, Any]]:
+def _audit(db: sessionmaker[Session], spec: ExportSpec) -> Iterable[dict[str, Any]]:
     with db() as session:
         rows = (
             session.execute(
@@ -294,7 +294,9 @@ def _transcripts(
 # -- writers -----------------------------------------------------------------------------------
 
 
-def _write(out: Path, name: str, fmt: str, rows: Iterable[dict[str, Any]], progress: Progress | None) -> dict:
+def _write(
+    out: Path, name: str, fmt: str, rows: Iterable[dict[str, Any]], progress: Progress | None
+) -> dict[str, str | int]:
     path = out / f"{name}.{fmt}"
     count = 0
     if fmt == "parquet":
@@ -312,7 +314,7 @@ def _write(out: Path, name: str, fmt: str, rows: Iterable[dict[str, Any]], progr
             progress(name, count)
     else:
         with path.open("w", encoding="utf-8", newline="") as handle:
-            writer: csv.DictWriter | None = None
+            writer: csv.DictWriter[str] | None = None
             for row in rows:
                 plain = {k: _cell(v) for k, v in row.items()}
                 if fmt == "jsonl":

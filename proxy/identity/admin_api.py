@@ -39,7 +39,8 @@ def _services() -> Any:
 
 
 def _actor() -> Actor:
-    return g.warden_actor
+    actor: Actor = g.warden_actor
+    return actor
 
 
 def _change() -> Change:
@@ -261,7 +262,7 @@ def revoke_key(key_id: str) -> Response:
         raise IdentityError(f"no key {key_id!r}", 404)
     require(actor, Permission.KEYS_MANAGE, key.team)
     _services().keys.revoke(key_id, _change())
-    return jsonify(_key_json(_services().keys.get(key_id)))  # type: ignore[arg-type]
+    return jsonify(_key_json(_services().keys.get(key_id)))
 
 
 # -- audit log ---------------------------------------------------------------------------------

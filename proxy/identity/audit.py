@@ -82,14 +82,18 @@ def append(
     return entry.seq
 
 
-def record(sessions: sessionmaker, **fields: Any) -> int:
+def record(sessions: sessionmaker[Session], **fields: Any) -> int:
     """Append in a transaction of its own (denied attempts, logins: nothing else to commit)."""
     with sessions.begin() as session:
         return append(session, **fields)
 
 
 def entries(
-    sessions: sessionmaker, *, tenant: str | None = None, limit: int = 100, before_seq: int | None = None
+    sessions: sessionmaker[Session],
+    *,
+    tenant: str | None = None,
+    limit: int = 100,
+    before_seq: int | None = None,
 ) -> list[AuditRecord]:
     with sessions() as session:
         query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
@@ -106,7 +110,7 @@ def entries(
                 e.action,
                 e.target,
                 e.outcome,
-                e.ip,  # type: ignore[arg-type]
+                e.ip,
                 json.loads(e.before) if e.before else None,
                 json.loads(e.after) if e.after else None,
             )
@@ -114,7 +118,7 @@ def entries(
         ]
 
 
-def verify(sessions: sessionmaker) -> ChainReport:
+def verify(sessions: sessionmaker[Session]) -> ChainReport:
     """Recompute the whole chain; report the first row that does not fit."""
     previous, expected_seq, count = GENESIS, 1, 0
     with sessions() as session:

@@ -97,7 +97,7 @@ def get_or_create_team(session: Session, tenant: Tenant, name: str) -> Team:
 class Directory:
     """Users, teams and bindings of every tenant."""
 
-    def __init__(self, sessions: sessionmaker) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
     # -- teams ---------------------------------------------------------------------------------
@@ -337,7 +337,7 @@ class Directory:
             row.username,
             tenant,
             row.disabled,
-            as_utc(row.created_at),  # type: ignore[arg-type]
+            as_utc(row.created_at),
             as_utc(row.last_login_at),
             self._bindings(session, row),
         )

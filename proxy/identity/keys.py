@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import ApiKey, Clock, Team, Tenant, as_utc, utcnow
 from proxy.identity import audit
@@ -63,7 +63,9 @@ def hash_key(plaintext: str) -> str:
 class KeyStore:
     """Key lifecycle and request-time lookup, with a short positive cache for the hot path."""
 
-    def __init__(self, sessions: sessionmaker, *, cache_seconds: float = 1.0, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, cache_seconds: float = 1.0, clock: Clock = utcnow
+    ) -> None:
         self._sessions = sessions
         self._now = clock
         self._cache_seconds = cache_seconds
@@ -99,7 +101,7 @@ class KeyStore:
             for model in models:
                 if not model or len(model) > 256:
                     raise IdentityError("model names must be 1-256 characters")
-        if expires_at is not None and as_utc(expires_at) <= self._now():  # type: ignore[operator]
+        if expires_at is not None and as_utc(expires_at) <= self._now():
             raise IdentityError("expiry must be in the future")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions.begin() as session:
@@ -240,7 +242,7 @@ class KeyStore:
             team=team,
             project=row.project,
             models=tuple(row.models) if row.models is not None else None,
-            created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+            created_at=as_utc(row.created_at),
             expires_at=as_utc(row.expires_at),
             revoked_at=as_utc(row.revoked_at),
         )

@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from analytics.access import Permission
 from proxy.identity import audit
@@ -78,7 +79,7 @@ def _refused(username: str, reason: str) -> None:
 
 @bp.post("/login")
 @declared(PUBLIC)
-def login() -> Response:
+def login() -> BaseResponse:
     services = _services()
     username = (request.form.get("username") or "").strip()[:128]
     password = request.form.get("password") or ""
@@ -122,7 +123,7 @@ def login() -> Response:
 
 @bp.post("/logout")
 @requires(SIGNED_IN)
-def logout() -> Response:
+def logout() -> BaseResponse:
     services = _services()
     token = request.cookies.get(COOKIE)
     if token:

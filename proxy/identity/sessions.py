@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import Clock, LoginFailure, User, WebSession, as_utc, utcnow
 
@@ -38,7 +38,9 @@ def _digest(token: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, sessions: sessionmaker, policy: SessionPolicy, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], policy: SessionPolicy, *, clock: Clock = utcnow
+    ) -> None:
         self._sessions = sessions
         self._now = clock
         self.policy = policy

@@ -52,6 +52,8 @@ class FakeUpstream(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
+        if not isinstance(host, str):  # typeshed allows bytes; an AF_INET(6) socket reports str
+            host = bytes(host).decode()
         return f"http://{host}:{port}/v1"
 
     def start(self) -> FakeUpstream:
@@ -150,13 +152,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _completion(self, body: dict[str, Any], chat: bool) -> None:
         text = self._reply_text(body, chat)
         n = body.get("n") or 1
+        prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "").split())
+        completion_tokens = len(text.split()) * n
         usage = {
-            "prompt_tokens": len(json.dumps(body.get("messages") or body.get("prompt") or "").split()),
-            "completion_tokens": len(text.split()) * n,
-            "total_tokens": 0,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         tool_call = None
         if chat and body.get("tools") and body.get("model") == "fake-tools":
             function = body["tools"][0].get("function", {})
@@ -197,7 +200,15 @@ class _Handler(BaseHTTPRequestHandler):
             {"x-ratelimit-remaining-requests": "999"},
         )
 
-    def _stream(self, body: dict, text: str, n: int, usage: dict, chat: bool, tool_call: dict | None) -> None:
+    def _stream(
+        self,
+        body: dict[str, Any],
+        text: str,
+        n: int,
+        usage: dict[str, Any],
+        chat: bool,
+        tool_call: dict[str, Any] | None,
+    ) -> None:
         behaviour = self.server.behaviour
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")

@@ -221,6 +221,7 @@ def _gguf_to_hf(gguf: Path, hf_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     im_end = converted.convert_tokens_to_ids(IM_END)
     model.config.eos_token_id = im_end
+    assert model.generation_config is not None  # a causal LM always loads with one
     model.generation_config.eos_token_id = im_end
     model.save_pretrained(hf_dir)
     backend = json.loads(converted.backend_tokenizer.to_str())
@@ -259,7 +260,8 @@ def _byte_level_bpe(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _smoke_answer(model_dir: Path) -> str:
-    from proxy.upstreams.local.engine import OnnxEngine, SamplingParams
+    from proxy.upstreams.local.engine import OnnxEngine
+    from proxy.upstreams.local.sampling import SamplingParams
 
     engine = OnnxEngine(model_dir, provider="cpu", max_batch=1)
     try:

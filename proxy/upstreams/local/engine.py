@@ -217,7 +217,8 @@ class OnnxEngine:
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         # Chat prompts carry their special tokens in the text; the tokenizer splits them out as added tokens.
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        return ids
 
     # -- generation -----------------------------------------------------------------------------------
 

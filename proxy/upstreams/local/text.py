@@ -27,7 +27,8 @@ class IncrementalDecoder:
         self._read_offset = 0
 
     def _decode(self, start: int, end: int | None = None) -> str:
-        return self._tokenizer.decode(self._ids[start:end], skip_special_tokens=True)
+        text: str = self._tokenizer.decode(self._ids[start:end], skip_special_tokens=True)
+        return text
 
     def push(self, token_id: int) -> str:
         self._ids.append(token_id)
