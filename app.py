@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -174,7 +175,11 @@ def create_app(
         log.warning(
             "no upstreams configured: every model request will answer 404 (see README, Configuration)"
         )
-    app = Flask("warden")
+    # Flask's defaults would serve ./static/ and look up ./templates/ before the blueprints' own:
+    # the root is the working directory, since "warden" is not an importable module.
+    app = Flask(
+        "warden", root_path=str(Path(__file__).resolve().parent), static_folder=None, template_folder=None
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     services = build_services(settings, sink, clock)
     app.extensions["warden"] = services

@@ -107,8 +107,6 @@ def rbac(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
 def test_every_route_declares_the_expected_permission(rbac: LiveWarden) -> None:
     found = {}
     for rule in rbac.app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
         view = rbac.app.view_functions[rule.endpoint]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found[(method, rule.rule)] = getattr(view, "warden_permission", "UNDECLARED")
