@@ -182,6 +182,7 @@ def test_deeply_nested_json_is_a_400_everywhere(
                 ("/v1/warden/evaluate", ADMIN_TOKEN),
                 ("/api/teams", ADMIN_TOKEN),
                 ("/api/keys", ADMIN_TOKEN),
+                ("/api/transcripts/00000000-0000-4000-8000-000000000000", ADMIN_TOKEN),
             ):
                 headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
                 response = httpx.post(root + path, content=body, headers=headers, timeout=10)

@@ -29,7 +29,7 @@ EXPECTED = {
     ("POST", "/logout"): "signed_in",
     ("GET", "/healthz"): "public",
     ("GET", "/metrics"): "public",
-    ("GET", "/api/transcripts/<request_id>"): "transcripts:read",
+    ("POST", "/api/transcripts/<request_id>"): "transcripts:read",
     ("GET", "/transcripts/<request_id>"): "transcripts:read",
     ("POST", "/transcripts/<request_id>"): "transcripts:read",
     ("GET", "/api/me"): "signed_in",
