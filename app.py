@@ -22,6 +22,7 @@ from policies.document import PolicyError
 from policies.runtime import ModelPaths, Runtime
 from policies.scanners import ScannerUnavailable
 from policies.store import PolicyStore
+from proxy import web_headers
 from proxy.compliance.crypto import KeyRing, load_kek
 from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
@@ -200,6 +201,7 @@ def create_app(
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))
     app.register_error_handler(HTTPException, _http_error)
+    web_headers.init_app(app, settings.server.trusted_proxies)
     app.register_error_handler(FilterError, _filter_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app
