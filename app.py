@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from policies.document import PolicyError
 from policies.runtime import ModelPaths, Runtime
 from policies.scanners import ScannerUnavailable
 from policies.store import PolicyStore
+from proxy import web_headers
 from proxy.compliance.crypto import KeyRing, load_kek
 from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
@@ -174,7 +176,11 @@ def create_app(
         log.warning(
             "no upstreams configured: every model request will answer 404 (see README, Configuration)"
         )
-    app = Flask("warden")
+    # Flask's defaults would serve ./static/ and look up ./templates/ before the blueprints' own:
+    # the root is the working directory, since "warden" is not an importable module.
+    app = Flask(
+        "warden", root_path=str(Path(__file__).resolve().parent), static_folder=None, template_folder=None
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     services = build_services(settings, sink, clock)
     app.extensions["warden"] = services
@@ -195,6 +201,7 @@ def create_app(
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))
     app.register_error_handler(HTTPException, _http_error)
+    web_headers.init_app(app, settings.server.trusted_proxies)
     app.register_error_handler(FilterError, _filter_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -8,5 +8,6 @@ Sub-packages, each with one job (its docstring says what it owns and must not im
 - `compliance`: envelope encryption, transcripts, exports, erasure.
 - `cli`: the `warden` command.
 Shared by them: `settings` (validated configuration), `db` (metadata tables), `errors` (the
-OpenAI-style error shape), `migrate`, `server` (gunicorn).
+OpenAI-style error shape), `jsonbody` (the one parser of request and upstream bodies), `web_headers`
+(browser headers, trusted proxies), `migrate`, `server` (gunicorn).
 """

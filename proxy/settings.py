@@ -26,6 +26,7 @@ ENV_PREFIX = "WARDEN_"
 UPSTREAM_TYPES = ("openai", "onnx")
 # ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
 MAX_RETENTION_DAYS = 18250
+MAX_TRUSTED_PROXIES = 8  # hops of X-Forwarded-For believed; more is a misconfiguration
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
 
@@ -68,6 +69,8 @@ class ServerSettings:
     workers: int = 1
     threads: int = 64
     max_body_bytes: int = 10 * 1024 * 1024
+    # How many proxies in front set X-Forwarded-For/-Proto; 0 believes none (anyone could send them).
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +457,8 @@ class _Builder:
             raise self.fail(("server", "port"), "must be between 0 and 65535")
         for key in ("workers", "threads", "max_body_bytes"):
             self.check_positive(("server", key), getattr(server, key))
+        if not 0 <= server.trusted_proxies <= MAX_TRUSTED_PROXIES:
+            raise self.fail(("server", "trusted_proxies"), f"must be between 0 and {MAX_TRUSTED_PROXIES}")
 
     def check_storage(self, storage: StorageSettings) -> StorageSettings:
         db = storage.database_url

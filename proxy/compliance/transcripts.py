@@ -13,6 +13,7 @@ from proxy.compliance.crypto import BINARY, CryptoError, Sealed
 from proxy.errors import access_error
 from proxy.identity import audit
 from proxy.identity.guard import actor_label, client_ip, deny, requires
+from proxy.jsonbody import NotJson, parse_json
 
 bp = Blueprint("transcripts", __name__, template_folder="../templates")
 MIN_REASON, MAX_REASON = 8, 500
@@ -73,11 +74,22 @@ def read_transcript(request_id: str, reason: str) -> dict[str, Any]:
     return {"request_id": str(rid), "team": team, "ts": ts.isoformat(), **content}
 
 
-@bp.get("/api/transcripts/<request_id>")
+# Reading is a POST, so the guard asks a session for its CSRF token: a GET has side effects no link
+# may trigger (a decryption and an audit record carrying whatever reason the link's author chose).
+@bp.post("/api/transcripts/<request_id>")
 @requires(Permission.TRANSCRIPTS_READ)
 def transcript_api(request_id: str) -> Response:
     try:
-        return jsonify(read_transcript(request_id, request.args.get("reason", "")))
+        body = parse_json(request.get_data())
+    except NotJson as exc:
+        return access_error(
+            400, f"send a JSON object with 'reason' (this body is not JSON: {exc})", "bad_request"
+        )
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        return access_error(400, "send a JSON object with 'reason', a string", "reason_required")
+    try:
+        return jsonify(read_transcript(request_id, reason))
     except TranscriptUnavailable as exc:
         return access_error(exc.status, exc.message, exc.code)
 
@@ -85,6 +97,7 @@ def transcript_api(request_id: str) -> Response:
 @bp.route("/transcripts/<request_id>", methods=["GET", "POST"])
 @requires(Permission.TRANSCRIPTS_READ, page=True)
 def transcript_page(request_id: str) -> Any:
+    """GET shows the form asking for a reason and reads nothing; the form's POST reads."""
     transcript, message, status = None, "", 200
     if request.method == "POST":
         try:

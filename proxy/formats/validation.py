@@ -6,10 +6,10 @@ passed through untouched so new OpenAI parameters work the day they ship.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from proxy.errors import bad_request
+from proxy.jsonbody import NotJson, parse_json
 
 MAX_N = 128
 
@@ -18,9 +18,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.")
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {_short(exc)}") from None
+        payload = parse_json(raw)
+    except NotJson as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise bad_request("The request body must be a JSON object.")
     return payload
@@ -97,8 +97,3 @@ def check_embedding(payload: dict[str, Any]) -> str:
     if not isinstance(value, str | list) or (isinstance(value, list) and not value):
         raise bad_request("'input' must be a string or a non-empty array.", param="input")
     return model
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 120 else text[:117] + "..."

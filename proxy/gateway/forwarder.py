@@ -27,6 +27,7 @@ from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
 from proxy.gateway.router import Routed, Router, RoutingFailed, T
 from proxy.identity.keys import KeyStore, Principal
+from proxy.jsonbody import parse_json
 from proxy.settings import Settings
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 
@@ -195,7 +196,7 @@ class Forwarder:
         status, body = reply.status, reply.body
         parsed: Any = None
         try:
-            parsed = json.loads(body) if body else None
+            parsed = parse_json(body) if body else None
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):

@@ -12,6 +12,7 @@ from policies.evaluate import evaluate_text
 from policies.store import Caller
 from proxy.errors import access_error as error
 from proxy.identity.guard import requires
+from proxy.jsonbody import NotJson, parse_json
 
 bp = Blueprint("policy_api", __name__)
 MAX_TEXT = 100_000
@@ -20,7 +21,10 @@ MAX_TEXT = 100_000
 @bp.post("/v1/warden/evaluate")
 @requires(Permission.POLICIES_READ)
 def evaluate() -> Response | tuple[Response, int]:
-    body = request.get_json(silent=True)
+    try:
+        body = parse_json(request.get_data())
+    except NotJson as exc:
+        return error(400, f"send a JSON object with 'text' (this body is not JSON: {exc})", "bad_request")
     if not isinstance(body, dict):
         return error(400, "send a JSON object with 'text'", "bad_request")
     unknown = sorted(set(body) - {"text", "stage", "policy", "team", "project", "model", "route"})

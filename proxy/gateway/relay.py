@@ -16,6 +16,7 @@ from policies.stream_guard import StreamGuard
 from proxy.formats import WireFormat
 from proxy.formats.base import Usage, usage_of
 from proxy.gateway.exchange import AppliedPolicy
+from proxy.jsonbody import parse_json
 
 DONE = b"[DONE]"
 
@@ -84,7 +85,7 @@ class SseRelay:
                 self.done = True
                 return True
             try:
-                payload = json.loads(data)
+                payload = parse_json(data)
             except ValueError:
                 self.malformed += 1
                 return True
@@ -167,7 +168,7 @@ class GuardedSseRelay(SseRelay):
                 return self._block()
             return flushed + event + b"\n\n"
         try:
-            payload = json.loads(data)
+            payload = parse_json(data)
         except ValueError:
             self.malformed += 1
             return event + b"\n\n"

@@ -26,6 +26,7 @@ from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, UserInfo
 from proxy.identity.guard import SIGNED_IN, actor_label, client_ip, deny, requires
 from proxy.identity.keys import KeyInfo
+from proxy.jsonbody import NotJson, parse_json
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -49,7 +50,10 @@ def _change() -> Change:
 
 
 def _body() -> dict[str, Any]:
-    payload = request.get_json(silent=True)
+    try:
+        payload = parse_json(request.get_data())
+    except NotJson as exc:
+        raise BadInput(f"send a JSON object body (this one is not JSON: {exc})") from None
     if not isinstance(payload, dict):
         raise BadInput("send a JSON object body")
     return payload

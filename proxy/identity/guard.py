@@ -30,7 +30,6 @@ _SKIP_PREFIXES = (
     "/v1/",
     "/healthz",
     "/metrics",
-    "/static/",
     "/models",
     *(f"/{f.path}" for f in FORMATS.values()),
 )

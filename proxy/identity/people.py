@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import unicodedata
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
@@ -28,9 +30,21 @@ def _secure() -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only local paths: an open redirect after login is a phishing tool.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """A path on this site to go to after signing in, or "/": an open redirect is a phishing tool.
+
+    Control and space characters go first: browsers and Werkzeug drop tabs and newlines, so
+    "/\t/evil.example" would become the protocol-relative "//evil.example" after the check.
+    """
+    cleaned = "".join(ch for ch in target or "" if not (ch.isspace() or unicodedata.category(ch)[0] == "C"))
+    parts = urlsplit(cleaned)
+    if (
+        cleaned.startswith("/")
+        and not cleaned.startswith("//")
+        and "\\" not in cleaned
+        and not parts.scheme
+        and not parts.netloc
+    ):
+        return cleaned
     return "/"
 
 

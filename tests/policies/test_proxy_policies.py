@@ -72,9 +72,9 @@ def test_json_prompt_is_masked_upstream_and_restored_for_the_client(
         ("PHONE_NUMBER", "mask", 1),
     ]
     # The sealed transcript holds what the upstream saw: the placeholder, not the address.
-    transcript = httpx.get(
+    transcript = httpx.post(
         live.base_url.removesuffix("/v1") + f"/api/transcripts/{raw.headers['x-warden-request-id']}",
-        params={"reason": "policy test: check masking"},
+        json={"reason": "policy test: check masking"},
         headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
     ).json()
     stored = json.dumps(transcript)

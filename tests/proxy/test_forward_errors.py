@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from tests.support import FakeClock, LiveWarden, make_settings
+from tests.support import ADMIN_TOKEN, FakeClock, LiveWarden, make_settings
 
 
 def post(warden: LiveWarden, path: str, content: bytes, key: str | None = None) -> httpx.Response:
@@ -155,3 +155,44 @@ def test_client_disconnect_mid_stream_is_logged(warden_chdb: LiveWarden, fake_up
         rows = warden_chdb.rows("SELECT status, error_class, streamed FROM requests")
         time.sleep(0.1)
     assert rows == [(200, "client_disconnected", True)]
+
+
+DEEP_BODIES = {
+    "unclosed arrays": b"[" * 100_000,
+    "closed objects": b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+    "deep field": b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "x"}], "metadata": '
+    + b"[" * 900
+    + b"]" * 900
+    + b"}",
+}
+
+
+def test_deeply_nested_json_is_a_400_everywhere(
+    tmp_path: Path, fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python's parser recurses: `[` x 100,000 was a RecursionError, a 500 and a traceback."""
+    live = LiveWarden(make_settings(tmp_path, fake_upstream.base_url, auth={"admin_token": ADMIN_TOKEN}))
+    root = live.base_url.removesuffix("/v1")
+    key = live.create_key()
+    try:
+        for name, body in DEEP_BODIES.items():
+            for path, token in (
+                ("/v1/chat/completions", key),
+                ("/v1/embeddings", key),
+                ("/v1/warden/evaluate", ADMIN_TOKEN),
+                ("/api/teams", ADMIN_TOKEN),
+                ("/api/keys", ADMIN_TOKEN),
+                ("/api/transcripts/00000000-0000-4000-8000-000000000000", ADMIN_TOKEN),
+            ):
+                headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+                response = httpx.post(root + path, content=body, headers=headers, timeout=10)
+                assert response.status_code == 400, (name, path, response.status_code)
+                error = response.json()["error"]
+                assert set(error) == {"message", "type", "param", "code"}, (name, path)
+                assert "nested" in error["message"], (name, path, error["message"])
+    finally:
+        live.stop()
+    assert not fake_upstream.requests
+    logged = caplog.text
+    assert "Traceback" not in logged and "RecursionError" not in logged
+    assert not [r for r in caplog.records if r.exc_info], "no request may log an exception"

@@ -3,6 +3,8 @@ sessions and CSRF, escalation attempts, team scoping, and the audit trail of ref
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from analytics.access import Binding
 from proxy.identity import audit
 from proxy.identity.directory import Change
+from proxy.identity.people import _safe_next
 from proxy.upstreams.fake import FakeUpstream
 from tests.support import ADMIN_TOKEN, PASSWORD, FakeClock, LiveWarden, login_form, make_settings, sign_in
 
@@ -26,7 +29,7 @@ EXPECTED = {
     ("POST", "/logout"): "signed_in",
     ("GET", "/healthz"): "public",
     ("GET", "/metrics"): "public",
-    ("GET", "/api/transcripts/<request_id>"): "transcripts:read",
+    ("POST", "/api/transcripts/<request_id>"): "transcripts:read",
     ("GET", "/transcripts/<request_id>"): "transcripts:read",
     ("POST", "/transcripts/<request_id>"): "transcripts:read",
     ("GET", "/api/me"): "signed_in",
@@ -104,8 +107,6 @@ def rbac(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[LiveWarden]:
 def test_every_route_declares_the_expected_permission(rbac: LiveWarden) -> None:
     found = {}
     for rule in rbac.app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
         view = rbac.app.view_functions[rule.endpoint]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found[(method, rule.rule)] = getattr(view, "warden_permission", "UNDECLARED")
@@ -245,6 +246,48 @@ def test_login_throttling(rbac: LiveWarden) -> None:
         if e["action"] == "login" and e["outcome"] == "denied"
     ]
     assert reasons[:6] == ["throttled"] + ["password"] * 5
+
+
+def test_sign_in_redirects_only_to_local_paths(rbac: LiveWarden) -> None:
+    """The whole flow: a link to the login page with `next`, the form carries it, the redirect."""
+    for target, landing in (
+        ("/%09/evil.example", "/"),  # the tab passed the check, Werkzeug dropped it: "//evil.example"
+        ("/dashboards/cost%3Fteam%3Dalpha", "/dashboards/cost?team=alpha"),
+    ):
+        client = httpx.Client(base_url=rbac.root, timeout=10)  # type: ignore[attr-defined]
+        page = client.get(f"/login?next={target}")
+        fields = re.findall(r'name="(csrf_token|next)" value="([^"]*)"', page.text)
+        form = {"username": "viewer", "password": PASSWORD, **{k: html.unescape(v) for k, v in fields}}
+        response = client.post("/login", data=form)
+        assert response.status_code == 303
+        assert response.headers["location"] == landing
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "/\x00/evil.example",
+        "\t//evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\u2028/evil.example",
+        "",
+        None,
+    ],
+)
+def test_next_never_leaves_the_site(target: str | None) -> None:
+    assert _safe_next(target) == "/"
+
+
+def test_next_keeps_local_paths() -> None:
+    assert _safe_next("/dashboards/cost?team=alpha#top") == "/dashboards/cost?team=alpha#top"
+    assert _safe_next("/transcripts/abc") == "/transcripts/abc"
 
 
 def test_no_privilege_escalation(rbac: LiveWarden) -> None:

@@ -71,6 +71,8 @@ def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
         ("server:\n  prot: 8000\n", "warden.yaml:2: server.prot: unknown key"),
         ("sever:\n  port: 1\n", "warden.yaml:1: sever: unknown section"),
         ("server:\n  threads: many\n", "warden.yaml:2: server.threads: must be an integer"),
+        ("server:\n  trusted_proxies: -1\n", "warden.yaml:2: server.trusted_proxies: must be between 0 and"),
+        ("server:\n  trusted_proxies: yes\n", "warden.yaml:2: server.trusted_proxies: must be an integer"),
         ("storage:\n  database_url: mysql://x\n", "warden.yaml:2: storage.database_url: must be a sqlite"),
         ("storage:\n  clickhouse_url: tcp://x\n", "warden.yaml:2: storage.clickhouse_url: must be chdb"),
         (

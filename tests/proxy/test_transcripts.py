@@ -99,23 +99,21 @@ def test_reading_needs_permission_reason_and_is_audited(live: LiveWarden) -> Non
     other_team = chat(live, live.create_key("beta"), "beta's business")
     live.services.sink.flush(20)
     auditor = sign_in(live.root, "auditor")  # type: ignore[attr-defined]
-    assert auditor.get(f"/api/transcripts/{request_id}").status_code == 400  # no reason
-    got = auditor.get(f"/api/transcripts/{request_id}", params={"reason": "investigating ticket 42"})
+    assert auditor.post(f"/api/transcripts/{request_id}", json={}).status_code == 400  # no reason
+    got = auditor.post(f"/api/transcripts/{request_id}", json={"reason": "investigating ticket 42"})
     assert got.status_code == 200
     body = got.json()
     assert body["request"] == [{"role": "user", "content": "the secret plan"}]
     assert body["response"][0]["message"]["content"] == "the secret plan" and body["team"] == "alpha"
     analyst = sign_in(live.root, "analyst")  # type: ignore[attr-defined]
-    assert (
-        analyst.get(f"/api/transcripts/{request_id}", params={"reason": "just curious!"}).status_code == 403
-    )
+    assert analyst.post(f"/api/transcripts/{request_id}", json={"reason": "just curious!"}).status_code == 403
     alpha_auditor = sign_in(live.root, "alpha-auditor")  # type: ignore[attr-defined]
     assert (
-        alpha_auditor.get(f"/api/transcripts/{other_team}", params={"reason": "not my team"}).status_code
+        alpha_auditor.post(f"/api/transcripts/{other_team}", json={"reason": "not my team"}).status_code
         == 403
     )
     assert (
-        auditor.get(f"/api/transcripts/{uuid.uuid4()}", params={"reason": "a missing one"}).status_code == 404
+        auditor.post(f"/api/transcripts/{uuid.uuid4()}", json={"reason": "a missing one"}).status_code == 404
     )
     admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
     reads = [e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "transcript.read"]
@@ -129,6 +127,29 @@ def test_reading_needs_permission_reason_and_is_audited(live: LiveWarden) -> Non
         f"/transcripts/{request_id}", data={"reason": "page read test", "csrf_token": token.group(1)}
     )
     assert "the secret plan" in shown.text
+
+
+def test_a_cross_site_link_cannot_read_a_transcript(live: LiveWarden) -> None:
+    """Reading decrypts and writes the audit log: a GET link (or a form without the session's CSRF
+    token) from another site must not make an auditor read a transcript with the attacker's reason."""
+    request_id = chat(live, live.create_key("alpha"), "the secret plan")
+    live.services.sink.flush(20)
+    auditor = sign_in(live.root, "auditor")  # type: ignore[attr-defined]
+    token = auditor.headers.pop("x-csrf-token")
+    link = auditor.get(f"/api/transcripts/{request_id}", params={"reason": "attacker's reason here"})
+    assert link.status_code == 405 and "the secret plan" not in link.text
+    forged = auditor.post(f"/api/transcripts/{request_id}", json={"reason": "attacker's reason here"})
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "csrf_failed"
+    page = auditor.post(f"/transcripts/{request_id}", data={"reason": "attacker's reason here"})
+    assert page.status_code == 403 and "the secret plan" not in page.text
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    assert [e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "transcript.read"] == []
+    read = auditor.post(
+        f"/api/transcripts/{request_id}",
+        json={"reason": "ticket 42, on purpose"},
+        headers={"x-csrf-token": token},
+    )
+    assert read.status_code == 200 and read.json()["request"][0]["content"] == "the secret plan"
 
 
 def test_a_ciphertext_moved_to_another_row_fails(live: LiveWarden) -> None:

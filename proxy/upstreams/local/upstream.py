@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from proxy.errors import error_body
+from proxy.jsonbody import parse_json
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 from proxy.upstreams.local.engine import EngineClosed, Generation, OnnxEngine, PromptTooLong
 from proxy.upstreams.local.sampling import SamplingParams
@@ -157,7 +158,7 @@ class OnnxUpstream:
                 f"Unknown route '/v1/{route}' for a local model.", code="unknown_url", status=404
             )
         try:
-            payload = json.loads(body)
+            payload = parse_json(body)
         except ValueError:
             raise BadRequest("The request body is not valid JSON.") from None
         if not isinstance(payload, dict):
