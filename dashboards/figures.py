@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import html
+from collections.abc import Callable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -14,12 +17,34 @@ LAYOUT = {
 }
 
 
+def _escaped_labels(
+    build: Callable[[dict[str, Any]], list[go.Figure]],
+) -> Callable[[dict[str, Any]], list[go.Figure]]:
+    """Category labels and trace names come from requests (a model name is whatever a caller sent), and
+    plotly renders a subset of HTML in them (`<a href>` becomes a link): escape them to plain text."""
+
+    @functools.wraps(build)
+    def escaped(data: dict[str, Any]) -> list[go.Figure]:
+        figures = build(data)
+        for figure in figures:
+            for trace in figure.data:
+                if isinstance(getattr(trace, "name", None), str):
+                    trace.name = html.escape(trace.name)
+                x = getattr(trace, "x", None)
+                if x is not None and any(isinstance(v, str) for v in x):
+                    trace.x = [html.escape(v) if isinstance(v, str) else v for v in x]
+        return figures
+
+    return escaped
+
+
 def _figure(title: str, x_title: str, y_title: str) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, showlegend=True, **LAYOUT)
     return fig
 
 
+@_escaped_labels
 def overview(data: dict[str, Any]) -> list[go.Figure]:
     models = _figure("Requests by model", "model", "requests")
     models.add_bar(
@@ -39,6 +64,7 @@ def overview(data: dict[str, Any]) -> list[go.Figure]:
     return [models, teams]
 
 
+@_escaped_labels
 def latency(data: dict[str, Any]) -> list[go.Figure]:
     over_time = _figure("Latency over time", "time (UTC)", "latency (ms)")
     times = [r["t"] for r in data["series"]]
@@ -68,6 +94,7 @@ def latency(data: dict[str, Any]) -> list[go.Figure]:
     return [over_time, split, speed]
 
 
+@_escaped_labels
 def cost(data: dict[str, Any]) -> list[go.Figure]:
     over_time = _figure("Spend over time by model", "time (UTC)", "spend (USD)")
     for model in sorted({r["model"] for r in data["series"]}):
@@ -92,6 +119,7 @@ def cost(data: dict[str, Any]) -> list[go.Figure]:
     return [over_time, teams, tokens]
 
 
+@_escaped_labels
 def drift(data: dict[str, Any]) -> list[go.Figure]:
     figure = _figure("Distribution shift against the baseline (PSI)", "model", "PSI")
     ready = [m for m in data["models"] if m.get("status") == "ok"]
@@ -132,6 +160,7 @@ def drift(data: dict[str, Any]) -> list[go.Figure]:
     return [figure, over_time, rates]
 
 
+@_escaped_labels
 def behaviour(data: dict[str, Any]) -> list[go.Figure]:
     refusals = _figure("Refusal and error rates by model", "model", "share of requests")
     refusals.add_bar(

@@ -324,7 +324,10 @@ def _write(
                         writer = csv.DictWriter(handle, fieldnames=list(plain))
                         writer.writeheader()
                     writer.writerow(
-                        {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in plain.items()}
+                        {
+                            k: _csv_cell(json.dumps(v) if isinstance(v, dict | list) else v)
+                            for k, v in plain.items()
+                        }
                     )
                 count += 1
                 if progress and count % 1000 == 0:
@@ -343,6 +346,17 @@ def _cell(value: Any) -> Any:
         return base64.b64encode(value).decode()
     if isinstance(value, dict | list):
         return json.loads(json.dumps(value, default=str))
+    return value
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(...)` in a model name a
+# caller chose); a leading apostrophe makes it text. OWASP's CSV-injection advice.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return value
 
 

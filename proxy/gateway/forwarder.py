@@ -34,6 +34,7 @@ from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 log = logging.getLogger(__name__)
 
 FAILURE_STATUS = {"timeout": 504, "unreachable": 502, "bad_response": 502}
+UNROUTED_MODEL = "(unrouted)"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -155,6 +156,8 @@ class Forwarder:
         """The caller, once the model is known to be routed and allowed for its key."""
         model = exchange.model
         if not self.router.has(model):
+            # The name is the caller's own string: rows, exports and dashboards get a fixed label.
+            exchange.model = UNROUTED_MODEL
             raise ProxyError(
                 404,
                 f"The model '{model}' does not exist or is not routed by Warden.",

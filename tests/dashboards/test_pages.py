@@ -151,3 +151,17 @@ def test_names_from_requests_cannot_inject_script(seeded: LiveWarden) -> None:
     assert hostile not in html and "<script>alert(1)" not in html
     data = admin(seeded).get("/dashboards/overview.json", params=WINDOW).json()
     assert hostile in json.dumps(data)  # kept as data, never as markup
+
+
+def test_caller_chosen_names_are_plain_text_in_figures(seeded: LiveWarden) -> None:
+    """plotly renders `<a href>` in labels: a name from a request must show as text, not as a link."""
+    linked = '<a href="https://evil.example">click</a>'
+    seeded.services.clickhouse().command(
+        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
+        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 200)",
+        parameters={"ts": SINCE + timedelta(hours=1), "m": linked},
+    )
+    html = admin(seeded).get("/dashboards/overview", params=WINDOW).text
+    assert "evil.example" in html  # the row is shown...
+    assert '<a href=\\"https://evil.example' not in html and "\\u003ca href" not in html  # ...as text
+    assert "&lt;a href" in html

@@ -309,3 +309,27 @@ def test_fail_closed_refuses_unrecordable_requests(tmp_path: Path, fake_upstream
     finally:
         Path(settings.analytics.spool_dir).chmod(0o700)
         live.stop()
+
+
+def test_csv_exports_neutralise_formulas(live: LiveWarden) -> None:
+    """A spreadsheet runs a cell that starts with `=`, `+`, `-` or `@`: a caller-chosen string in an export
+    must arrive as text."""
+    import csv
+    from datetime import UTC, datetime
+
+    formula = '=HYPERLINK("https://evil.example","x")'
+    live.services.clickhouse().command(
+        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
+        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 200)",
+        parameters={"ts": datetime(2026, 1, 1, tzinfo=UTC), "m": formula},
+    )
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    made = admin.post(
+        "/api/exports",
+        json={"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z", "format": "csv"},
+    )
+    assert made.status_code == 201, made.text
+    directory = Path(live.settings.exports.dir) / made.json()["id"]
+    with (directory / "requests.csv").open(newline="") as handle:
+        models = [row["model"] for row in csv.DictReader(handle)]
+    assert models == ["'" + formula]
