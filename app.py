@@ -133,7 +133,11 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
             segment_events=analytics.segment_events,
             fsync_interval=analytics.fsync_interval_ms / 1000,
         )
-    keyring = KeyRing(db, load_kek(settings.crypto.kek))
+    keyring = KeyRing(
+        db,
+        load_kek(settings.crypto.kek),
+        new_subjects_per_hour=settings.transcripts.new_subject_keys_per_hour,
+    )
     policies = load_policies(settings)
     metrics = Metrics(sink, policies)
     forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead)

@@ -114,6 +114,9 @@ class CryptoSettings:
 class TranscriptSettings:
     store: str = "full"  # full | none
     retention_days: int = 30
+    # Data keys per end user (the request's `user`): at most this many new ones per API key and hour;
+    # past it, transcripts of new users are sealed under the tenant key (their rows stay erasable).
+    new_subject_keys_per_hour: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +307,8 @@ class _Builder:
             raise self.fail(("transcripts", "store"), "must be full or none")
         if not 0 <= transcripts.retention_days <= MAX_RETENTION_DAYS:
             raise self.fail(("transcripts", "retention_days"), f"must be between 0 and {MAX_RETENTION_DAYS}")
+        if not 0 <= transcripts.new_subject_keys_per_hour <= 1_000_000:
+            raise self.fail(("transcripts", "new_subject_keys_per_hour"), "must be between 0 and 1000000")
         retention = self.retention(raw.get("retention"))
         compliance = self.dataclass_section(raw, "compliance", ComplianceSettings)
         exports = self.dataclass_section(raw, "exports", ExportSettings)

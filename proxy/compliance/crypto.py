@@ -19,7 +19,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,9 @@ NONCE_BYTES = 12
 # The current key for a tenant is cached this long per process: a rotation or an erasure reaches
 # other processes' new transcripts within it. Reading never uses the cache.
 CURRENT_KEY_SECONDS = 30.0
+# Current keys cached per process at most (tenants and end users together); the least recently used go.
+CURRENT_KEY_CACHE = 10_000
+SUBJECT_QUOTA_WINDOW_S = 3600.0
 
 
 # clickhouse-connect returns String columns as text; ciphertext must come back as raw bytes.
@@ -108,12 +112,25 @@ class Sealed:
 class KeyRing:
     """Data keys: created on demand, rotated, destroyed; stored wrapped in the metadata database."""
 
-    def __init__(self, sessions: sessionmaker[Session], kek: bytes) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        kek: bytes,
+        *,
+        new_subjects_per_hour: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sessions = sessions
         self._kek = AESGCM(kek)
         self._subject_key = hmac.new(kek, b"warden-subject-id-v1", hashlib.sha256).digest()
-        self._current: dict[tuple[str, str], tuple[float, str, AESGCM]] = {}
+        self._current: OrderedDict[tuple[str, str], tuple[float, str, AESGCM]] = OrderedDict()
         self._lock = threading.Lock()
+        self._clock = clock
+        # Each distinct `user` value would create a data key that lives in the database for good: a
+        # caller sending random ids could grow it without bound. Per API key: the start of its window
+        # and the new subject keys made in it.
+        self._quota = new_subjects_per_hour
+        self._made: dict[str, tuple[float, int]] = {}
 
     def subject_hash(self, tenant: str, subject: str) -> str:
         """A stable pseudonym for an end-user id: erasable by id, meaningless without the KEK."""
@@ -122,9 +139,18 @@ class KeyRing:
     # -- sealing -------------------------------------------------------------------------------
 
     def seal(
-        self, tenant: str, subject_hash: str, request_id: uuid.UUID, ts: datetime, content: Any
+        self,
+        tenant: str,
+        subject_hash: str,
+        request_id: uuid.UUID,
+        ts: datetime,
+        content: Any,
+        *,
+        caller: str = "",
     ) -> Sealed:
-        key_id, aead = self._current_key(tenant, subject_hash)
+        """Encrypt `content` under the subject's current key (the tenant's when `subject_hash` is empty,
+        or when `caller`, an API key id, has made its quota of new subject keys this hour)."""
+        key_id, aead = self._current_key(tenant, subject_hash, caller)
         nonce = secrets.token_bytes(NONCE_BYTES)
         plaintext = zlib.compress(json.dumps(content, separators=(",", ":")).encode(), 1)
         return Sealed(key_id, nonce, aead.encrypt(nonce, plaintext, transcript_aad(tenant, request_id, ts)))
@@ -183,14 +209,23 @@ class KeyRing:
             for t, n, v in rows
         ]
 
-    def _current_key(self, tenant: str, subject_hash: str) -> tuple[str, AESGCM]:
-        now = time.monotonic()
-        cached = self._current.get((tenant, subject_hash))
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+    def _current_key(self, tenant: str, subject_hash: str, caller: str = "") -> tuple[str, AESGCM]:
+        now = self._clock()
+        with self._lock:
+            cached = self._current.get((tenant, subject_hash))
+            if cached is not None and cached[0] > now:
+                self._current.move_to_end((tenant, subject_hash))
+                return cached[1], cached[2]
         for _ in range(3):
             try:
-                key_id, aead = self._latest_or_new(tenant, subject_hash)
+                found = self._latest(tenant, subject_hash)
+                if found is None and subject_hash and caller and not self._may_create(caller, now):
+                    log.warning(
+                        "API key %s used its hourly quota of new subject keys: sealing under the tenant key",
+                        caller,
+                    )
+                    return self._current_key(tenant, "")
+                key_id, aead = found or self._create_first(tenant, subject_hash)
                 break
             except IntegrityError:
                 continue  # another process created the first key at the same moment: read theirs
@@ -198,18 +233,38 @@ class KeyRing:
             raise CryptoError(f"could not create a data key for tenant {tenant!r}")
         with self._lock:
             self._current[(tenant, subject_hash)] = (now + CURRENT_KEY_SECONDS, key_id, aead)
+            self._current.move_to_end((tenant, subject_hash))
+            while len(self._current) > CURRENT_KEY_CACHE:
+                self._current.popitem(last=False)
         return key_id, aead
 
-    def _latest_or_new(self, tenant: str, subject_hash: str) -> tuple[str, AESGCM]:
-        with self._sessions.begin() as session:
+    def _may_create(self, caller: str, now: float) -> bool:
+        """Count one new subject key against `caller`'s hour; False once its quota is used."""
+        with self._lock:
+            start, made = self._made.get(caller, (now, 0))
+            if now - start >= SUBJECT_QUOTA_WINDOW_S:
+                start, made = now, 0
+            if made >= self._quota:
+                return False
+            self._made[caller] = (start, made + 1)
+            if len(self._made) > CURRENT_KEY_CACHE:  # keys long idle: their windows have passed
+                for stale in [k for k, (t, _) in self._made.items() if now - t >= SUBJECT_QUOTA_WINDOW_S]:
+                    del self._made[stale]
+            return True
+
+    def _latest(self, tenant: str, subject_hash: str) -> tuple[str, AESGCM] | None:
+        with self._sessions() as session:
             row = session.execute(
                 select(DataKey)
                 .where(DataKey.tenant == tenant, DataKey.subject == subject_hash)
                 .order_by(DataKey.version.desc())
                 .limit(1)
             ).scalar_one_or_none()
-            if row is None:
-                row = session.get(DataKey, self._create(session, tenant, subject_hash, 1))
+            return None if row is None else (row.id, AESGCM(self._unwrap(row)))
+
+    def _create_first(self, tenant: str, subject_hash: str) -> tuple[str, AESGCM]:
+        with self._sessions.begin() as session:
+            row = session.get(DataKey, self._create(session, tenant, subject_hash, 1))
             assert row is not None
             return row.id, AESGCM(self._unwrap(row))
 

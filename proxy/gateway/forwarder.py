@@ -427,7 +427,10 @@ class Forwarder:
             "request": exchange.prompt,
             "response": exchange.answer,
         }
-        sealed = self.keyring.seal(tenant, subject_hash, exchange.request_id, exchange.ts, content)
+        caller = exchange.principal.key_id if exchange.principal is not None else ""
+        sealed = self.keyring.seal(
+            tenant, subject_hash, exchange.request_id, exchange.ts, content, caller=caller
+        )
         # Transcripts may be kept for less time than metrics, never for longer.
         days, team_days = self.settings.transcripts.retention_days, self.settings.retention_days(team)
         if team_days and (days == 0 or team_days < days):
