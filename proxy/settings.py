@@ -144,6 +144,10 @@ class DemoSettings:
     model_dir: str = "var/models/smollm2"
     models: tuple[str, ...] = ("smollm2-135m-instruct",)
     provider: str = "cpu"  # auto | cuda | cpu
+    # A 135M model sampled at temperature 1 rambles in several languages; near-greedy, it answers
+    # "What is the capital of France?" with "The capital of France is Paris."
+    temperature: float = 0.2
+    max_tokens: int = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,10 @@ class _Builder:
         demo = self.dataclass_section(raw, "demo", DemoSettings)
         if demo.provider not in ("auto", "cuda", "cpu"):
             raise self.fail(("demo", "provider"), "must be auto, cuda or cpu")
+        if not 0 <= demo.temperature <= 2:
+            raise self.fail(("demo", "temperature"), "must be between 0 and 2")
+        if not 1 <= demo.max_tokens <= 4096:
+            raise self.fail(("demo", "max_tokens"), "must be between 1 and 4096")
         if "upstreams" not in raw:
             upstreams = self.demo_upstreams(raw)
         prices = self.prices(raw.get("prices"))
@@ -553,6 +561,8 @@ class _Builder:
                 path=str(folder.resolve()),
                 provider=demo.provider,
                 retries=0,
+                temperature=demo.temperature,
+                max_tokens=demo.max_tokens,
             ),
         )
 
@@ -592,6 +602,26 @@ class _Builder:
                     raise self.fail((*path, key), "must be >= 0")
             prices[str(model)] = price
         return prices
+
+
+def data_locations(settings: Settings) -> list[str]:
+    """Where this configuration keeps its data, resolved (`chdb:///x` means `./x` here, unlike
+    clickhouse-connect's own `chdb://` DSN), passwords hidden: for the start log and `check-config`."""
+    from sqlalchemy.engine import make_url
+
+    db = make_url(settings.storage.database_url)
+    where = [f"metadata database: {db.render_as_string(hide_password=True)}"]
+    ch = settings.storage.clickhouse_url
+    if ch.startswith("chdb://"):
+        where.append(f"request log: in-process chDB in {ch[len('chdb://') :]}")
+    else:
+        parsed = urlparse(ch)
+        netloc = parsed.hostname or ""
+        if parsed.port:
+            netloc += f":{parsed.port}"
+        where.append(f"request log: ClickHouse at {parsed.scheme}://{netloc}{parsed.path}")
+    where.append(f"spool: {Path(settings.analytics.spool_dir).resolve()}")
+    return where
 
 
 def _local_path(spec: str, path: tuple[str, ...], builder: _Builder) -> str:

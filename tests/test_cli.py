@@ -26,6 +26,9 @@ def test_check_config(tmp_path: Path) -> None:
     runner = CliRunner()
     good = runner.invoke(main, ["check-config", str(config(tmp_path))])
     assert good.exit_code == 0 and "OK" in good.output
+    # Where the data lives, resolved: a newcomer sees which directory `chdb:///…` means.
+    assert f"in-process chDB in {(tmp_path / 'ch').resolve()}" in good.output
+    assert f"metadata database: sqlite:///{(tmp_path / 'w.db').resolve()}" in good.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  port: -1\n")
     result = runner.invoke(main, ["check-config", str(bad)])

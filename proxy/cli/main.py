@@ -16,7 +16,7 @@ import click
 
 from analytics.access import ROLES
 from proxy.cli.options import config_option
-from proxy.settings import ConfigError, Settings, load_settings
+from proxy.settings import ConfigError, Settings, data_locations, load_settings
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -76,6 +76,8 @@ def serve(
             raise click.ClickException("migrations failed; not starting")
     from proxy.server import WardenServer
 
+    for line in data_locations(settings):
+        logging.getLogger("warden").info("%s", line)
     WardenServer(
         settings,
         app_factory=_create_app,
@@ -120,6 +122,8 @@ def check_config(path: Path) -> None:
     settings = _settings(path)
     models = sorted({m for up in settings.upstreams for m in up.models})
     click.echo(f"{path}: OK ({len(settings.upstreams)} upstreams, {len(models)} models)")
+    for line in data_locations(settings):
+        click.echo(f"  {line}")
 
 
 # -- keys --------------------------------------------------------------------------------------

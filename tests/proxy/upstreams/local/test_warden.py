@@ -70,6 +70,8 @@ def test_embedded_default_serves_the_demo_folder(tmp_path: Path, tiny_model: Pat
     (demo / DEMO_MARKER).write_text("1\n")
     (up,) = load_settings(config, environ={}).upstreams
     assert (up.type, up.models, up.path) == ("onnx", ("local", "smollm2-135m-instruct"), str(demo.resolve()))
+    # Sane sampling for a newcomer's first question: near-greedy and short, unless the request says more.
+    assert (up.temperature, up.max_tokens) == (0.2, 128)
     configured = write_config(tmp_path, {"demo": {"model_dir": str(demo)}, "upstreams": []})
     assert load_settings(configured, environ={}).upstreams == ()  # an explicit list wins
 
