@@ -181,11 +181,23 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+def duration(ms: object) -> str:
+    """A latency in the unit a person reads it in: `346 ms`, `1.23 s`, `2.5 min` (— when unknown)."""
+    if not isinstance(ms, int | float) or isinstance(ms, bool):
+        return "—"
+    if ms < 1000:
+        return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms / 60_000:.1f} min"
+
+
 def blueprint(requires: Requires) -> Blueprint:
     """The dashboards, each page and JSON twin behind `requires(dashboards:read)`."""
     bp = Blueprint("dashboards", __name__, url_prefix="/dashboards", template_folder="templates")
     page = requires(Permission.DASHBOARDS_READ, page=True)
     data = requires(Permission.DASHBOARDS_READ)
+    bp.add_app_template_filter(duration, "duration")
     bp.add_url_rule("/plotly.min.js", "plotly_js", page(plotly_js), methods=["GET"])
     for name in PAGES:
         bp.add_url_rule(f"/{name}", name, page(_page_view(name, as_json=False)), methods=["GET"])
