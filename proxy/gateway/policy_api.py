@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -47,7 +48,7 @@ def evaluate() -> Response | tuple[Response, int]:
     store = current_app.extensions["warden"].policies
     if fields["policy"]:
         compiled = store.by_name(fields["policy"])
-        if compiled is None:
+        if compiled is None or not _visible(compiled, g.warden_actor.tenant):
             return error(404, f"no active policy named {fields['policy']!r}", "not_found")
     else:
         compiled = store.select(
@@ -66,6 +67,7 @@ def evaluate() -> Response | tuple[Response, int]:
 @requires(Permission.POLICIES_READ)
 def active() -> Response:
     store = current_app.extensions["warden"].policies
+    tenant = g.warden_actor.tenant
     store.reload_if_changed()
 
     def describe(compiled: Any, default: bool) -> dict[str, Any]:
@@ -74,7 +76,8 @@ def active() -> Response:
             "name": p.name,
             "version": p.version,
             "description": p.description,
-            "source": p.source,
+            # The file's name, not its path: where the deployment keeps files is the operator's business.
+            "source": PurePath(p.source).name if p.source else p.source,
             "default": default,
             "scope": {k: list(v) for k, v in p.scope.items() if v},
             "rules": [
@@ -86,8 +89,15 @@ def active() -> Response:
 
     return jsonify(
         {
-            "policies": [describe(store.fallback, True)] + [describe(c, False) for c in store.policies],
+            "policies": [describe(store.fallback, True)]
+            + [describe(c, False) for c in store.policies if _visible(c, tenant)],
             "reload_failures": store.reload_failures,
             "last_error": store.last_error,
         }
     )
+
+
+def _visible(compiled: Any, tenant: str) -> bool:
+    """A policy scoped to other tenants is theirs: not listed to, nor run for, this tenant's people."""
+    tenants = compiled.policy.scope.get("tenants")
+    return not tenants or tenant in tenants

@@ -306,8 +306,9 @@ def audit_entries() -> Response:
 @bp.get("/audit/verify")
 @requires(Permission.AUDIT_READ)
 def audit_verify() -> Response:
-    require(_actor(), Permission.AUDIT_READ)
-    report = audit.verify(_services().db)
+    actor = _actor()
+    require(actor, Permission.AUDIT_READ)
+    report = audit.verify(_services().db, tenant=actor.tenant)
     return jsonify({"ok": report.ok, "rows": report.rows, "problem": report.problem, "seq": report.seq})
 
 

@@ -118,26 +118,32 @@ def entries(
         ]
 
 
-def verify(sessions: sessionmaker[Session]) -> ChainReport:
-    """Recompute the whole chain; report the first row that does not fit."""
-    previous, expected_seq, count = GENESIS, 1, 0
+def verify(sessions: sessionmaker[Session], tenant: str | None = None) -> ChainReport:
+    """Recompute the whole chain; report the first row that does not fit.
+
+    The chain spans every tenant. With `tenant`, the report is for that tenant's people: it counts only
+    its rows, and a broken row of another tenant is reported as such, without its number."""
+    previous, expected_seq, count, mine = GENESIS, 1, 0, 0
+
+    def broken(entry: AuditEntry | None, seq: int, problem: str) -> ChainReport:
+        if tenant is None or (entry is not None and entry.tenant == tenant):
+            return ChainReport(False, count if tenant is None else mine, problem, seq)
+        return ChainReport(False, mine, "the shared chain is broken at another tenant's row")
+
     with sessions() as session:
         for entry in session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().yield_per(1000):
             if entry.seq != expected_seq:
-                return ChainReport(False, count, f"row {expected_seq} is missing", expected_seq)
+                return broken(None, expected_seq, f"row {expected_seq} is missing")
             if entry.prev_hash != previous:
-                return ChainReport(
-                    False, count, f"row {entry.seq} does not follow row {entry.seq - 1}", entry.seq
-                )
+                return broken(entry, entry.seq, f"row {entry.seq} does not follow row {entry.seq - 1}")
             if _hash(entry) != entry.hash:
-                return ChainReport(False, count, f"row {entry.seq} was modified", entry.seq)
+                return broken(entry, entry.seq, f"row {entry.seq} was modified")
             previous, expected_seq, count = entry.hash, expected_seq + 1, count + 1
+            mine += tenant is not None and entry.tenant == tenant
         head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     if head.seq != count or head.hash != previous:
-        return ChainReport(
-            False, count, f"the log ends at row {count} but {head.seq} were written", count + 1
-        )
-    return ChainReport(True, count)
+        return broken(None, count + 1, f"the log ends at row {count} but {head.seq} were written")
+    return ChainReport(True, count if tenant is None else mine)
 
 
 def _dump(value: Any) -> str | None:

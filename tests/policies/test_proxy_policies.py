@@ -225,3 +225,24 @@ def test_evaluate_endpoint(live: LiveWarden) -> None:
         f"{root}/v1/warden/evaluate", json={"text": "x"}, headers={"authorization": f"Bearer {api_key}"}
     )
     assert as_caller.status_code == 401  # an API key calls models; evaluating policies is for people
+
+
+def test_policies_of_other_tenants_are_neither_listed_nor_run(live: LiveWarden) -> None:
+    live.policy_file.with_name("theirs.yaml").write_text(  # type: ignore[attr-defined]
+        "apiVersion: warden/v1\nmetadata: {name: theirs, version: '1'}\nscope: {tenants: [other]}\n"
+        "rules:\n  input:\n    - {id: t, scanner: terms, action: block, params: {words: [secret]}}\n"
+    )
+    root = live.base_url.removesuffix("/v1")
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    listing = httpx.get(root + "/api/policies", headers=headers).json()
+    assert [p["name"] for p in listing["policies"]] == ["default", "guarded"]
+    # Where the deployment keeps its files is not shown: the file's name only.
+    assert [p["source"] for p in listing["policies"]][1] == "guarded.yaml"
+    named = httpx.post(root + "/v1/warden/evaluate", json={"text": "x", "policy": "theirs"}, headers=headers)
+    assert named.status_code == 404
+    assert (
+        httpx.post(
+            root + "/v1/warden/evaluate", json={"text": "x", "policy": "guarded"}, headers=headers
+        ).status_code
+        == 200
+    )

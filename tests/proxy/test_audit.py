@@ -81,3 +81,19 @@ def test_cli_verify_demonstration(tmp_path: Path) -> None:
     db.kw["bind"].dispose()
     bad = runner.invoke(main, ["audit", "verify", "--config", str(config)])
     assert bad.exit_code == 1 and "TAMPERED: row 3 was modified" in bad.output
+
+
+def test_a_tenant_verifies_the_chain_without_seeing_other_tenants(tmp_path: Path) -> None:
+    """The chain spans tenants; a tenant's report counts its own rows and names no other tenant's row."""
+    db = filled(f"sqlite:///{tmp_path / 'a.db'}")
+    Directory(db).create_team("omega", Change("cli:test", "other"))
+    assert audit.verify(db) == audit.ChainReport(True, 5)
+    assert audit.verify(db, tenant="default") == audit.ChainReport(True, 4)
+    assert audit.verify(db, tenant="other") == audit.ChainReport(True, 1)
+    with db.begin() as session:
+        session.execute(text("UPDATE audit_log SET actor = 'cli:someone-else' WHERE seq = 2"))
+    theirs = audit.verify(db, tenant="other")
+    assert not theirs.ok and theirs.seq is None and "another tenant" in theirs.problem
+    ours = audit.verify(db, tenant="default")
+    assert not ours.ok and ours.seq == 2 and "modified" in ours.problem
+    db.kw["bind"].dispose()
