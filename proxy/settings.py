@@ -135,6 +135,9 @@ class ComplianceSettings:
 class ExportSettings:
     dir: str = "var/exports"
     signing_key: str = "var/export-signing.key"
+    # Exports served by the admin API are deleted this many days after they were made: a decrypted
+    # transcript must not outlive its purpose.
+    keep_days: int = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +323,13 @@ class _Builder:
         retention = self.retention(raw.get("retention"))
         compliance = self.dataclass_section(raw, "compliance", ComplianceSettings)
         exports = self.dataclass_section(raw, "exports", ExportSettings)
-        exports = ExportSettings(str(Path(exports.dir).resolve()), str(Path(exports.signing_key).resolve()))
+        if not 1 <= exports.keep_days <= 3650:
+            raise self.fail(("exports", "keep_days"), "must be between 1 and 3650")
+        exports = ExportSettings(
+            dir=str(Path(exports.dir).resolve()),
+            signing_key=str(Path(exports.signing_key).resolve()),
+            keep_days=exports.keep_days,
+        )
         policies = self.policies(raw)
         return Settings(
             server=server,

@@ -494,10 +494,11 @@ def erase(config_path: Path | None, subject: str | None, tenant: str, all_of_ten
         subject=subject,
         actor=_cli_change(tenant).actor,
         ip="local",
+        exports_dir=Path(runtime.settings.exports.dir),
     )
     click.echo(
-        f"erased {what}: {report.keys_destroyed} keys destroyed, {report.requests_deleted} request rows "
-        f"and {report.transcripts_deleted} transcripts deleted"
+        f"erased {what}: {report.keys_destroyed} keys destroyed, {report.requests_deleted} request rows, "
+        f"{report.transcripts_deleted} transcripts and {report.exports_deleted} exports deleted"
     )
 
 

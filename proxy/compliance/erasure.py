@@ -7,11 +7,14 @@ replica) can be decrypted by anyone; the row deletes then free the space.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.compliance.crypto import KeyRing
+from proxy.compliance.exports import sweep
 from proxy.identity import audit
 
 
@@ -20,6 +23,7 @@ class ErasureReport:
     keys_destroyed: int
     requests_deleted: int
     transcripts_deleted: int
+    exports_deleted: int = 0
 
 
 ROLLUPS = ("requests_hourly", "requests_hourly_team", "policy_hourly", "findings_hourly")
@@ -34,8 +38,12 @@ def erase(
     subject: str | None,
     actor: str,
     ip: str = "",
+    exports_dir: Path | None = None,
 ) -> ErasureReport:
-    """Erase `subject` of `tenant` (or the whole tenant when subject is None); audited."""
+    """Erase `subject` of `tenant` (or the whole tenant when subject is None); audited.
+
+    Exports under `exports_dir` hold decrypted transcripts and rows that no key protects any more: every
+    export of the tenant goes (which of them hold the subject is not recorded; they can be made again)."""
     subject_hash = keyring.subject_hash(tenant, subject) if subject is not None else None
     keys = keyring.shred(tenant, subject_hash)
     where = "tenant = {tenant:String}" + (" AND subject_hash = {subject:String}" if subject_hash else "")
@@ -54,7 +62,8 @@ def erase(
             clickhouse.command(
                 f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", parameters=parameters
             )
-    report = ErasureReport(keys, counts[0], counts[1])
+    removed = sweep(exports_dir, keep=timedelta(0), tenant=tenant) if exports_dir is not None else []
+    report = ErasureReport(keys, counts[0], counts[1], len(removed))
     audit.record(
         db,
         tenant=tenant,
@@ -62,6 +71,6 @@ def erase(
         action="erase.subject" if subject else "erase.tenant",
         target=f"subject:{subject_hash}" if subject_hash else f"tenant:{tenant}",
         ip=ip,
-        after={"keys_destroyed": keys, "requests": counts[0], "transcripts": counts[1]},
+        after={"keys_destroyed": keys, "requests": counts[0], "transcripts": counts[1], "exports": removed},
     )
     return report

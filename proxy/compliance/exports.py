@@ -9,10 +9,11 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,42 @@ def export(
         },
     )
     return manifest
+
+
+# -- lifetime of exports kept for download -----------------------------------------------------
+
+
+def sweep(exports_dir: Path, *, keep: timedelta, tenant: str | None = None) -> list[str]:
+    """Delete the exports under `exports_dir` made more than `keep` ago (with `tenant`: every export of
+    that tenant, whatever its age, as erasure needs); the ids deleted."""
+    if not exports_dir.is_dir():
+        return []
+    cutoff = datetime.now(UTC) - keep
+    removed = []
+    for directory in exports_dir.glob("exp_*"):
+        made, owner = _made_and_owner(directory)
+        if (tenant is not None and owner == tenant) or (tenant is None and made < cutoff):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+    return removed
+
+
+def expired(directory: Path, keep: timedelta) -> bool:
+    made, _ = _made_and_owner(directory)
+    return made < datetime.now(UTC) - keep
+
+
+def _made_and_owner(directory: Path) -> tuple[datetime, str | None]:
+    """When an export was made and for which tenant; an unreadable manifest counts as made at the
+    directory's last change, owned by nobody."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        return datetime.fromisoformat(manifest["created_at"]).astimezone(UTC), str(manifest["tenant"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return datetime.fromtimestamp(directory.stat().st_mtime, UTC), None
+        except OSError:
+            return datetime.now(UTC), None
 
 
 def verify(directory: Path, public_key_pem: bytes | None = None) -> list[str]:

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, send_fi
 from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
 from analytics.queries import FilterError, parse_time
 from proxy.compliance.erasure import erase
-from proxy.compliance.exports import ExportError, ExportSpec, export, signing_key
+from proxy.compliance.exports import ExportError, ExportSpec, expired, export, signing_key, sweep
 from proxy.db import utcnow
 from proxy.errors import access_error
 from proxy.identity import audit
@@ -334,12 +334,14 @@ def erasure() -> Response:
         subject=subject,
         actor=actor_label(actor),
         ip=client_ip(),
+        exports_dir=Path(services.settings.exports.dir),
     )
     return jsonify(
         {
             "keys_destroyed": report.keys_destroyed,
             "requests_deleted": report.requests_deleted,
             "transcripts_deleted": report.transcripts_deleted,
+            "exports_deleted": report.exports_deleted,
         }
     )
 
@@ -379,6 +381,8 @@ def create_export() -> tuple[Response, int]:
         with_transcripts,
         audit_log=allows(actor, Permission.AUDIT_READ),
     )
+    # Old exports go as new ones come: no scheduler needed for `exports.keep_days`.
+    sweep(Path(services.settings.exports.dir), keep=timedelta(days=services.settings.exports.keep_days))
     try:
         spec.check()
         manifest = export(
@@ -420,7 +424,20 @@ def download_export(export_id: str, name: str) -> Response:
     if name.startswith("audit_log."):
         # Exports made before the audit log needed tenant-wide `audit:read` may still hold one.
         require(actor, Permission.AUDIT_READ)
+    settings = _services().settings.exports
+    if expired(directory, timedelta(days=settings.keep_days)):
+        sweep(Path(settings.dir), keep=timedelta(days=settings.keep_days))
+        raise IdentityError("this export has expired and was deleted; make a new one", 404)
     path = directory / name
     if not path.is_file():
         raise IdentityError("no such export file", 404)
+    # A download hands out decrypted data again: who took which file, and from where, is on record.
+    audit.record(
+        _services().db,
+        tenant=actor.tenant,
+        actor=actor_label(actor),
+        action="export.download",
+        target=f"export:{export_id}/{name}",
+        ip=client_ip(),
+    )
     return send_file(path, as_attachment=True, download_name=f"{export_id}-{name}")

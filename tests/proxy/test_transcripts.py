@@ -171,7 +171,12 @@ def test_erasure_crypto_shreds_a_subject(live: LiveWarden) -> None:
     copy = rows[erased]  # a backup of the ciphertext taken before erasure
     admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
     report = admin.post("/api/erasure", json={"subject": "end-user-42"}).json()
-    assert report == {"keys_destroyed": 1, "requests_deleted": 1, "transcripts_deleted": 1}
+    assert report == {
+        "keys_destroyed": 1,
+        "requests_deleted": 1,
+        "transcripts_deleted": 1,
+        "exports_deleted": 0,
+    }
     with pytest.raises(CryptoError, match="destroyed"):
         live.services.keyring.open("default", erased, copy[1], Sealed(copy[2], copy[3], copy[4]))
     remaining = [str(r[0]) for r in live.rows("SELECT request_id FROM requests")]
@@ -333,3 +338,36 @@ def test_csv_exports_neutralise_formulas(live: LiveWarden) -> None:
     with (directory / "requests.csv").open(newline="") as handle:
         models = [row["model"] for row in csv.DictReader(handle)]
     assert models == ["'" + formula]
+
+
+def test_exports_expire_are_erased_and_downloads_are_audited(live: LiveWarden) -> None:
+    """Decrypted exports do not outlive their purpose: each download is on record, an export older than
+    `exports.keep_days` is gone, and an erasure deletes the tenant's exports."""
+    chat(live, live.create_key("alpha"), "to be exported", user="subject-1")
+    live.services.sink.flush(20)
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    window = {"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+
+    def make() -> Path:
+        made = admin.post(
+            "/api/exports", json={**window, "transcripts": True, "reason": "subject access request"}
+        )
+        assert made.status_code == 201, made.text
+        return Path(live.settings.exports.dir) / made.json()["id"]
+
+    fresh = make()
+    assert admin.get(f"/api/exports/{fresh.name}/transcripts.jsonl").status_code == 200
+    downloads = [e for e in admin.get("/api/audit").json()["entries"] if e["action"] == "export.download"]
+    assert [d["target"] for d in downloads] == [f"export:{fresh.name}/transcripts.jsonl"]
+
+    manifest = json.loads((fresh / "manifest.json").read_text())
+    manifest["created_at"] = "2020-01-01T00:00:00+00:00"  # older than exports.keep_days (7)
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    gone = admin.get(f"/api/exports/{fresh.name}/transcripts.jsonl")
+    assert gone.status_code == 404 and "expired" in gone.json()["error"]["message"]
+    assert not fresh.exists()
+
+    kept = make()
+    erased = admin.post("/api/erasure", json={"subject": "subject-1"})
+    assert erased.status_code == 200 and erased.json()["exports_deleted"] == 1
+    assert not kept.exists()
