@@ -31,7 +31,7 @@ from proxy.gateway.router import Router
 from proxy.identity import audit
 from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
-from proxy.identity.sessions import SessionPolicy, SessionStore
+from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.upstreams.http import HttpUpstream
 
@@ -48,6 +48,7 @@ class Services:
     keys: KeyStore
     directory: Directory
     web_sessions: SessionStore
+    login_gate: LoginGate
     router: Router
     sink: EventSink
     forwarder: Forwarder
@@ -148,6 +149,7 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         keys=keys,
         directory=Directory(db),
         web_sessions=web_sessions,
+        login_gate=LoginGate(settings.auth.login_attempts_per_minute),
         router=router,
         sink=sink,
         forwarder=forwarder,

@@ -87,6 +87,8 @@ class AuthSettings:
     session_absolute_hours: float = 12.0
     login_max_failures: int = 5
     login_lockout_minutes: float = 15.0
+    # Sign-in attempts one address may make per minute, counted before any password hash or audit write.
+    login_attempts_per_minute: int = 20
     cookie_secure: str = "auto"  # auto: Secure when the request came over HTTPS
     # For automation: a bearer token that acts as a tenant-wide admin of the default tenant.
     admin_token: str | None = field(default=None, repr=False)
@@ -465,6 +467,7 @@ class _Builder:
             "session_absolute_hours",
             "login_max_failures",
             "login_lockout_minutes",
+            "login_attempts_per_minute",
         ):
             self.check_positive(("auth", key), getattr(auth, key))
         if auth.cookie_secure not in ("auto", "always", "never"):

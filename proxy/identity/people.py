@@ -78,17 +78,34 @@ def login_form() -> Response:
 
 
 def _refused(username: str, reason: str) -> None:
-    """Audit a refused sign-in; the reason is one word (csrf, throttled, password), never the password."""
-    audit.record(
-        _services().db,
-        tenant=DEFAULT_TENANT,
-        actor=f"anonymous:{username}",
-        action="login",
-        target=f"user:{username}",
-        outcome="denied",
-        ip=client_ip(),
-        after={"reason": reason},
-    )
+    """Audit a refused sign-in; the reason is one word (csrf, throttled, password, rate_limited), never
+    the password. In a flood only the first few refusals of each kind and address a minute are written
+    one by one; the rest become one record with their count once the minute is over."""
+    services = _services()
+    ip = client_ip()
+    now, closed = services.login_gate.refusal(ip, reason)
+    for address, why, count in closed:
+        audit.record(
+            services.db,
+            tenant=DEFAULT_TENANT,
+            actor="anonymous",
+            action="login.flood",
+            target=f"address:{address}",
+            outcome="denied",
+            ip=address,
+            after={"reason": why, "refused": count},
+        )
+    if now:
+        audit.record(
+            services.db,
+            tenant=DEFAULT_TENANT,
+            actor=f"anonymous:{username}",
+            action="login",
+            target=f"user:{username}",
+            outcome="denied",
+            ip=ip,
+            after={"reason": reason},
+        )
 
 
 @bp.post("/login")
@@ -97,19 +114,24 @@ def login() -> BaseResponse:
     services = _services()
     username = (request.form.get("username") or "").strip()[:128]
     password = request.form.get("password") or ""
+    ip = client_ip()
+    # First, before any hash or database write: how often this address may try at all.
+    if not services.login_gate.admit(ip):
+        _refused(username, "rate_limited")
+        return _login_form("Too many sign-in attempts from your address; wait a minute.", 429, username)
     sent, expected = request.form.get("csrf_token") or "", request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         _refused(username, "csrf")
         return _login_form("Your sign-in form expired; please try again.", 403, username)
-    if services.web_sessions.locked_out(username):
+    if not services.web_sessions.attempt(username, ip):
         _refused(username, "throttled")
         return _login_form("Too many failed attempts; try again later.", 429, username)
-    user = services.directory.check_password(username, password)
+    with services.login_gate.hashing:
+        user = services.directory.check_password(username, password)
     if user is None:
-        services.web_sessions.failed(username, client_ip())
         _refused(username, "password")
         return _login_form("Wrong username or password.", 401, username)
-    services.web_sessions.succeeded(username)
+    services.web_sessions.succeeded(username, ip)
     token, _ = services.web_sessions.start(user.id, client_ip(), replacing=request.cookies.get(COOKIE))
     actor = services.directory.actor(user.id)
     audit.record(

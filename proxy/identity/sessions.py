@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -92,24 +95,76 @@ class SessionStore:
 
     # -- throttling ----------------------------------------------------------------------------
 
-    def locked_out(self, username: str) -> bool:
-        since = self._now() - self.policy.lockout
+    def attempt(self, username: str, ip: str) -> bool:
+        """Record a sign-in attempt for `username` from `ip`; False when that pair is locked out.
+
+        The attempt is written before it is counted, so attempts racing in parallel each see the others:
+        no more than `max_failures` get to a password check. A success removes them (`succeeded`).
+        Locking per address keeps anyone elsewhere from locking a user out."""
+        now = self._now()
+        with self._sessions.begin() as session:
+            session.add(LoginFailure(username=username[:128], ip=ip[:64], at=now))
+            # Old failures only matter inside the lockout window.
+            session.execute(delete(LoginFailure).where(LoginFailure.at < now - 2 * self.policy.lockout))
         with self._sessions() as session:
-            failures = session.execute(
+            attempts = session.execute(
                 select(func.count())
                 .select_from(LoginFailure)
-                .where(LoginFailure.username == username[:128], LoginFailure.at >= since)
+                .where(
+                    LoginFailure.username == username[:128],
+                    LoginFailure.ip == ip[:64],
+                    LoginFailure.at >= now - self.policy.lockout,
+                )
             ).scalar_one()
-        return failures >= self.policy.max_failures
+        return bool(attempts <= self.policy.max_failures)
 
-    def failed(self, username: str, ip: str) -> None:
+    def succeeded(self, username: str, ip: str) -> None:
         with self._sessions.begin() as session:
-            session.add(LoginFailure(username=username[:128], ip=ip[:64], at=self._now()))
-            # Old failures only matter inside the lockout window.
             session.execute(
-                delete(LoginFailure).where(LoginFailure.at < self._now() - 2 * self.policy.lockout)
+                delete(LoginFailure).where(
+                    LoginFailure.username == username[:128], LoginFailure.ip == ip[:64]
+                )
             )
 
-    def succeeded(self, username: str) -> None:
-        with self._sessions.begin() as session:
-            session.execute(delete(LoginFailure).where(LoginFailure.username == username[:128]))
+
+class LoginGate:
+    """Per-process limits in front of sign-in, checked before any argon2 hash (64 MiB each) or audit write:
+    attempts per address per minute, and password hashes running at once. Refusals are audited one by one
+    up to `AUDITED` of each (address, reason) a minute; the rest become one record with their count."""
+
+    WINDOW_S = 60.0
+    AUDITED = 5
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._attempts: dict[str, tuple[float, int]] = {}
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
+        self.hashing = threading.BoundedSemaphore(2)
+
+    def admit(self, ip: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            start, count = self._attempts.get(ip, (now, 0))
+            if now - start >= self.WINDOW_S:
+                start, count = now, 0
+            self._attempts[ip] = (start, count + 1)
+            if len(self._attempts) > 100_000:
+                self._attempts = {k: v for k, v in self._attempts.items() if now - v[0] < self.WINDOW_S}
+            return count < self._per_minute
+
+    def refusal(self, ip: str, reason: str) -> tuple[bool, list[tuple[str, str, int]]]:
+        """Whether to audit this refusal now, and the (address, reason, count) of closed windows whose
+        further refusals were held back and now go to the log as one record each."""
+        now = self._clock()
+        with self._lock:
+            closed = [
+                (k[0], k[1], n - self.AUDITED)
+                for k, (t, n) in self._refusals.items()
+                if now - t >= self.WINDOW_S and n > self.AUDITED
+            ]
+            self._refusals = {k: v for k, v in self._refusals.items() if now - v[0] < self.WINDOW_S}
+            start, count = self._refusals.get((ip, reason), (now, 0))
+            self._refusals[(ip, reason)] = (start, count + 1)
+            return count < self.AUDITED, closed
