@@ -160,3 +160,12 @@ def login_form(client: httpx.Client, username: str, password: str) -> dict[str, 
 def chat(engine: OnnxEngine, text: str) -> str:
     """The tiny model's chat prompt for one user message."""
     return engine.chat_prompt([{"role": "user", "content": text}])
+
+
+def insert_request_row(live: LiveWarden, model: str, ts: datetime, status: int = 200) -> None:
+    """One `requests` row of team alpha with a caller-chosen model name, written straight to ClickHouse."""
+    live.services.clickhouse().command(
+        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
+        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, {s:UInt16})",
+        parameters={"ts": ts, "m": model, "s": status},
+    )

@@ -9,7 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.support import ADMIN_TOKEN, SINCE, UNTIL, WINDOW, LiveWarden, sign_in
+from tests.support import ADMIN_TOKEN, SINCE, UNTIL, WINDOW, LiveWarden, insert_request_row, sign_in
 
 
 def admin(live: LiveWarden) -> httpx.Client:
@@ -142,11 +142,7 @@ def test_unknown_names_are_just_empty(seeded: LiveWarden) -> None:
 
 def test_names_from_requests_cannot_inject_script(seeded: LiveWarden) -> None:
     hostile = "</script><script>alert(1)</script>"
-    seeded.services.clickhouse().command(
-        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
-        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 404)",
-        parameters={"ts": SINCE + timedelta(hours=1), "m": hostile},
-    )
+    insert_request_row(seeded, hostile, SINCE + timedelta(hours=1), 404)
     html = admin(seeded).get("/dashboards/overview", params=WINDOW).text
     assert hostile not in html and "<script>alert(1)" not in html
     data = admin(seeded).get("/dashboards/overview.json", params=WINDOW).json()
@@ -156,11 +152,7 @@ def test_names_from_requests_cannot_inject_script(seeded: LiveWarden) -> None:
 def test_caller_chosen_names_are_plain_text_in_figures(seeded: LiveWarden) -> None:
     """plotly renders `<a href>` in labels: a name from a request must show as text, not as a link."""
     linked = '<a href="https://evil.example">click</a>'
-    seeded.services.clickhouse().command(
-        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
-        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 200)",
-        parameters={"ts": SINCE + timedelta(hours=1), "m": linked},
-    )
+    insert_request_row(seeded, linked, SINCE + timedelta(hours=1))
     html = admin(seeded).get("/dashboards/overview", params=WINDOW).text
     assert "evil.example" in html  # the row is shown...
     assert '<a href=\\"https://evil.example' not in html and "\\u003ca href" not in html  # ...as text

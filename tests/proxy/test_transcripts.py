@@ -21,7 +21,7 @@ from proxy.cli.main import main
 from proxy.compliance.crypto import BINARY, CryptoError, Sealed
 from proxy.identity.directory import Change
 from proxy.upstreams.fake import FakeUpstream
-from tests.support import ADMIN_TOKEN, PASSWORD, LiveWarden, make_settings, sign_in
+from tests.support import ADMIN_TOKEN, PASSWORD, LiveWarden, insert_request_row, make_settings, sign_in
 
 
 @pytest.fixture
@@ -323,11 +323,7 @@ def test_csv_exports_neutralise_formulas(live: LiveWarden) -> None:
     from datetime import UTC, datetime
 
     formula = '=HYPERLINK("https://evil.example","x")'
-    live.services.clickhouse().command(
-        "INSERT INTO requests (tenant, team, request_id, ts, model, status) "
-        "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, 200)",
-        parameters={"ts": datetime(2026, 1, 1, tzinfo=UTC), "m": formula},
-    )
+    insert_request_row(live, formula, datetime(2026, 1, 1, tzinfo=UTC))
     admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
     made = admin.post(
         "/api/exports",
