@@ -65,6 +65,16 @@ def parse_time(value: str, name: str, *, assume_utc: bool = True) -> datetime:
     return parsed.replace(tzinfo=UTC)
 
 
+def check_range(since: datetime, until: datetime, what: str = "the time range") -> None:
+    """Every range a query scans is bounded: the pages stay fast and one request cannot ask for years."""
+    if since >= until:
+        raise FilterError(
+            "since must be before until" if what == "the time range" else f"{what} must end after it starts"
+        )
+    if until - since > MAX_RANGE:
+        raise FilterError(f"{what} is limited to {MAX_RANGE.days} days")
+
+
 def parse_filters(args: Mapping[str, Any], now: datetime | None = None) -> Filters:
     """Filters from query parameters: range (1h, 24h, 7d, 30d, 90d) or since/until, and lists of
     team, project, model and key (repeated or comma-separated)."""
@@ -77,10 +87,7 @@ def parse_filters(args: Mapping[str, Any], now: datetime | None = None) -> Filte
         if preset not in PRESETS:
             raise FilterError(f"range must be one of {', '.join(PRESETS)}")
         until, since = now, now - PRESETS[preset]
-    if since >= until:
-        raise FilterError("since must be before until")
-    if until - since > MAX_RANGE:
-        raise FilterError(f"the time range is limited to {MAX_RANGE.days} days")
+    check_range(since, until)
 
     def names(key: str) -> tuple[str, ...]:
         raw = args.getlist(key) if hasattr(args, "getlist") else [args.get(key) or ""]

@@ -101,6 +101,7 @@ def _data(name: str) -> dict[str, Any]:
         )
         if baseline.since >= baseline.until:
             raise queries.FilterError("baseline_since must be before baseline_until")
+        queries.check_range(baseline.since, baseline.until, "the baseline (baseline_since to baseline_until)")
         drift = queries.drift(client, filters, baseline, scope)
         drift["baseline"] = {"since": baseline.since.isoformat(), "until": baseline.until.isoformat()}
         return drift

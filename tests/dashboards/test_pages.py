@@ -124,6 +124,10 @@ def test_scope_cannot_be_escaped_by_url(seeded: LiveWarden) -> None:
             {"baseline_since": "2026-11-15T00:00:00Z", "baseline_until": "2026-11-14T00:00:00Z"},
             "baseline_since",
         ),
+        (
+            {"baseline_since": "2020-01-01T00:00:00Z", "baseline_until": "2026-11-01T00:00:00Z"},
+            "the baseline (baseline_since to baseline_until) is limited to 400 days",
+        ),
     ],
 )
 def test_bad_filters_get_clear_messages(seeded: LiveWarden, params: dict[str, str], fragment: str) -> None:
