@@ -18,9 +18,23 @@ MODES = ("enforce", "monitor", "off")
 STAGES = ("input", "output")
 ON_ERROR = ("block", "allow")
 SCOPE_KEYS = ("tenants", "teams", "projects", "keys", "models", "routes")
-ROUTES = ("chat.completions", "completions", "embeddings")
+ROUTES = ("chat.completions", "completions", "embeddings", "responses", "messages", "messages.count_tokens")
 DEFAULT_HOLDBACK = 48
-TOP_KEYS = ("apiVersion", "kind", "metadata", "extends", "scope", "restore", "stream", "rules", "tests")
+TOP_KEYS = (
+    "apiVersion",
+    "kind",
+    "metadata",
+    "extends",
+    "scope",
+    "restore",
+    "upstream_context",
+    "stream",
+    "rules",
+    "tests",
+)
+# What a policy does with a request that points at context the upstream keeps and Warden never saw
+# (the Responses API's `previous_response_id` and `conversation`).
+UPSTREAM_CONTEXT = ("refuse", "allow")
 
 
 class PolicyError(ValueError):
@@ -63,6 +77,7 @@ class Policy:
     extends: str = ""
     restore: bool = True
     holdback: int = DEFAULT_HOLDBACK
+    upstream_context: str = "refuse"
 
     @property
     def label(self) -> str:
@@ -154,6 +169,9 @@ class _Reader:
         restore = data.get("restore", True)
         if not isinstance(restore, bool):
             raise self.fail(("restore",), "must be true or false")
+        upstream_context = data.get("upstream_context", "refuse")
+        if upstream_context not in UPSTREAM_CONTEXT:
+            raise self.fail(("upstream_context",), "must be refuse or allow")
         holdback = DEFAULT_HOLDBACK
         if "stream" in data:
             stream = self.mapping(data["stream"], ("stream",), ("holdback",))
@@ -171,6 +189,7 @@ class _Reader:
             extends=extends,
             restore=restore,
             holdback=holdback,
+            upstream_context=upstream_context,
         )
 
     def scope(self, raw: Any) -> dict[str, tuple[str, ...]]:
@@ -301,6 +320,7 @@ def merge(parent: Policy, child: Policy) -> Policy:
         extends=child.extends,
         restore=child.restore,
         holdback=child.holdback,
+        upstream_context=child.upstream_context,
     )
 
 

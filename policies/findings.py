@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import re
 from dataclasses import dataclass
 from functools import cache, partial
@@ -74,10 +75,18 @@ class Placeholders:
         self._by_value[key] = placeholder
         return placeholder
 
-    def restore(self, text: str) -> str:
+    def restore(self, text: str, *, json_text: bool = False) -> str:
+        """`text` with this request's placeholders replaced by their values. `json_text`: the text is
+        JSON source (tool-call arguments), so a value goes in JSON-escaped and the document stays valid."""
         if not self._values or "<" not in text:
             return text
+        if json_text:
+            return PLACEHOLDER.sub(lambda m: _json_escaped(self._values.get(m.group(0), m.group(0))), text)
         return PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
+
+
+def _json_escaped(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def mask_spans(

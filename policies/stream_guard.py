@@ -34,11 +34,13 @@ class StreamGuard:
         restore: bool,
         holdback: int,
         scan: bool = True,
+        json_text: bool = False,
     ) -> None:
         self._policy = policy
         self._placeholders = placeholders
         self._report = report
         self._restore = restore
+        self._json_text = json_text  # the text is JSON source: restored values are JSON-escaped
         self._scan = scan and policy.has_rules("output")
         # Without output scanners only placeholders need holding back, and only the longest one.
         floor = placeholders.longest if restore else 0
@@ -90,7 +92,7 @@ class StreamGuard:
         self.released.append(piece)
         self._context = window[max(cut - self._overlap, 0) : cut].translate(_NEUTRAL)
         self._pending = window[cut:]
-        return self._placeholders.restore(piece) if self._restore else piece
+        return self._placeholders.restore(piece, json_text=self._json_text) if self._restore else piece
 
     def _cut(self, window: str, start: int, spans: list[Finding]) -> int:
         cut = len(window) - self._holdback

@@ -36,12 +36,33 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
     return json.dumps({"error": {"message": message, "type": type, "param": param, "code": code}}).encode()
 
 
-def error_response(error: ProxyError) -> Response:
-    response = Response(
-        error_body(error.message, error.type, error.code, error.param),
-        status=error.status,
-        mimetype="application/json",
-    )
+# Anthropic's error types by status; its SDK picks its exception class from the status and shows `type`.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    """Anthropic's error shape (`/v1/messages`): `{"type": "error", "error": {"type", "message"}}`."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+
+
+def error_response(error: ProxyError, shape: str = "openai") -> Response:
+    """`shape`: "openai", or "anthropic" on Anthropic's routes (Warden's code and param go in the
+    message there, as that shape has no fields for them)."""
+    if shape == "anthropic":
+        detail = f" [{error.code}]" if error.code else ""
+        body = anthropic_error_body(error.status, error.message + detail)
+    else:
+        body = error_body(error.message, error.type, error.code, error.param)
+    response = Response(body, status=error.status, mimetype="application/json")
     for name, value in error.headers.items():
         response.headers[name] = value
     return response

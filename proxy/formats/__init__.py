@@ -13,8 +13,12 @@ from proxy.formats.base import WireFormat
 from proxy.formats.chat import CHAT
 from proxy.formats.completions import COMPLETIONS
 from proxy.formats.embeddings import EMBEDDINGS
+from proxy.formats.messages import COUNT_TOKENS, MESSAGES
+from proxy.formats.responses import RESPONSES
 
 # route name -> format, in the order routes are served and documented.
-FORMATS: dict[str, WireFormat] = {f.route: f for f in (CHAT, COMPLETIONS, EMBEDDINGS)}
+FORMATS: dict[str, WireFormat] = {
+    f.route: f for f in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES, COUNT_TOKENS)
+}
 
 __all__ = ["FORMATS", "WireFormat"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from analytics.events import ExchangeEvent
 from policies.engine import CompiledPolicy, Report
 from policies.findings import Placeholders
-from proxy.formats.base import usage_of
+from proxy.formats.base import Usage
 from proxy.identity.keys import Principal
 from proxy.settings import Price
 
@@ -82,9 +81,8 @@ class Exchange:
         self.choices = seen.choices
         self.answer = seen.answer
 
-    def take_usage(self, body: Mapping[str, Any]) -> None:
-        """Token counts from an answer or stream event that carries usage (others change nothing)."""
-        usage = usage_of(body)
+    def take_usage(self, usage: Usage | None) -> None:
+        """Token counts of an answer (None changes nothing)."""
         if usage is not None:
             self.prompt_tokens = usage.prompt_tokens
             self.completion_tokens = usage.completion_tokens

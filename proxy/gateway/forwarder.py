@@ -14,18 +14,18 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
-from policies.engine import Report
-from policies.findings import Placeholders
+from policies.engine import Hit, Report
+from policies.findings import Finding, Placeholders
 from policies.store import Caller, PolicyStore
 from proxy.compliance.crypto import KeyRing
-from proxy.errors import ProxyError, error_body, error_response, unauthorized
-from proxy.formats import FORMATS, validation
-from proxy.formats.base import finish_reason
+from proxy.errors import ProxyError, anthropic_error_body, error_body, error_response, unauthorized
+from proxy.formats import FORMATS, WireFormat, validation
 from proxy.gateway import governance
 from proxy.gateway.exchange import AppliedPolicy, Exchange
+from proxy.gateway.plans import Plans
 from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
-from proxy.gateway.router import Routed, Router, RoutingFailed, T
+from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.jsonbody import parse_json
 from proxy.settings import Settings
@@ -94,27 +94,69 @@ class Forwarder:
             )
             return self._fail(exchange, internal)
 
-    def list_models(self, request: Request) -> Response:
+    def list_models(self, request: Request, model_id: str | None = None) -> Response:
+        """`GET /v1/models` (or one model): the models the caller's key may use, in OpenAI's shape, or
+        Anthropic's when the client sends `anthropic-version`."""
         exchange = Exchange("models", t0=request.environ.get("warden.t0", perf_counter()))
+        anthropic = "anthropic-version" in request.headers
         try:
             principal = exchange.principal = self.authenticate(request)
+            allowed = [m for m in self.router.models() if principal.may_use(m)]
+            if model_id is not None and model_id not in allowed:
+                raise ProxyError(
+                    404,
+                    f"The model '{model_id[:256]}' does not exist or is not available to this API key.",
+                    param="model",
+                    code="model_not_found",
+                )
         except ProxyError as error:
-            return self._fail(exchange, error)
-        data = [
-            {"id": model, "object": "model", "created": 0, "owned_by": "warden"}
-            for model in self.router.models()
-            if principal.may_use(model)
-        ]
+            return self._fail(exchange, error, "anthropic" if anthropic else "openai")
+        models = allowed if model_id is None else [model_id]
+        if anthropic:
+            data: list[dict[str, Any]] = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+                for m in models
+            ]
+            listing: dict[str, Any] = {
+                "data": data,
+                "has_more": False,
+                "first_id": models[0] if models else None,
+                "last_id": models[-1] if models else None,
+            }
+        else:
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "warden"} for m in models]
+            listing = {"object": "list", "data": data}
         exchange.status = 200
-        return self._json(exchange, json.dumps({"object": "list", "data": data}).encode(), 200, {})
+        body = listing if model_id is None else data[0]
+        return self._json(exchange, json.dumps(body).encode(), 200, {})
+
+    def unsupported(self, request: Request, path: str) -> Response:
+        """Any other `/v1/...` path: an explicit answer (not a bare 404 page), logged like a request."""
+        exchange = Exchange("unsupported", t0=request.environ.get("warden.t0", perf_counter()))
+        served = ", ".join(f"/v1/{f.path}" for f in FORMATS.values())
+        if any(path == f.path for f in FORMATS.values()):
+            error = ProxyError(405, f"Use POST for /v1/{path}.", code="method_not_allowed")
+        else:
+            error = ProxyError(
+                404,
+                f"Warden does not serve {request.method} /v1/{path[:200]}. Endpoints: {served}, /v1/models.",
+                code="unsupported_endpoint",
+            )
+        try:
+            exchange.principal = self.authenticate(request)
+        except ProxyError as denied:
+            error = denied
+        shape = "anthropic" if "anthropic-version" in request.headers else "openai"
+        return self._fail(exchange, error, shape)
 
     def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            token = request.headers.get("api-key", "")
+            # Azure OpenAI clients send `api-key`, Anthropic's send `x-api-key`.
+            token = request.headers.get("api-key", "") or request.headers.get("x-api-key", "")
         if not token:
-            raise unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+            raise unauthorized("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.")
         principal = self.keys.authenticate(token.strip())
         if principal is None:
             raise unauthorized("Invalid, revoked or expired API key.")
@@ -124,7 +166,6 @@ class Forwarder:
 
     def _forward(self, exchange: Exchange, route: str, raw: bytes) -> Response:
         fmt = FORMATS[route]
-        path = fmt.path
         payload = validation.parse_json_object(raw)
         exchange.model = fmt.check(payload)
         exchange.streamed = bool(payload.get("stream"))
@@ -139,18 +180,20 @@ class Forwarder:
         compiled = self.policies.select(caller)
         applied = exchange.applied = AppliedPolicy(compiled, Report(compiled.label), Placeholders())
         try:
+            _check_upstream_context(applied, payload)
             checked = governance.check_request(applied, fmt, exchange.model, payload, raw)
         except ProxyError:
             exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
             raise
         raw, exchange.prompt = checked.body, checked.prompt
+        plans = Plans(fmt, payload, raw, self._stream_usage, streamed=exchange.streamed)
         if exchange.streamed:
-            return self._stream(exchange, path, payload, raw)
+            return self._stream(exchange, plans)
 
         routed = self._routed(
-            exchange, lambda: self.router.complete(exchange.model, path, raw, str(exchange.request_id))
+            exchange, plans, lambda: self.router.complete(exchange.model, str(exchange.request_id), plans)
         )
-        return self._relay_reply(exchange, routed.result)
+        return self._relay_reply(exchange, plans.answer(routed.upstream, routed.result))
 
     def _authorize_model(self, exchange: Exchange) -> Principal:
         """The caller, once the model is known to be routed and allowed for its key."""
@@ -176,10 +219,12 @@ class Forwarder:
         return exchange.principal
 
     @staticmethod
-    def _routed(exchange: Exchange, route: Callable[[], Routed[T]]) -> Routed[T]:
+    def _routed(exchange: Exchange, plans: Plans, route: Callable[[], Routed[T]]) -> Routed[T]:
         """Run the routing; its upstream and waiting time go into the exchange, failures become errors."""
         try:
             routed = route()
+        except NoRoute:
+            raise plans.no_route(exchange.model) from None
         except RoutingFailed as failed:
             exchange.upstream_s += failed.waited_s
             failure = failed.failure
@@ -211,9 +256,11 @@ class Forwarder:
             )
         if status == 200:
             fmt = FORMATS[exchange.route]
-            exchange.take_usage(parsed)
-            choices = parsed.get("choices")
-            exchange.answer = choices
+            usage, reason, choices = fmt.summary(parsed)
+            exchange.take_usage(usage)
+            exchange.choices = choices
+            exchange.finish_reason = reason or exchange.finish_reason
+            exchange.answer = parsed.get("choices") if "choices" in parsed else parsed
             applied = exchange.applied
             if applied is not None and applied.guards_output:
                 answer = governance.check_answer(applied, fmt, parsed)
@@ -222,9 +269,8 @@ class Forwarder:
                 exchange.answer = answer.kept
                 if answer.changed:
                     body = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
-            if isinstance(choices, list):
-                exchange.choices = len(choices)
-                exchange.finish_reason = finish_reason(choices) or exchange.finish_reason
+                    _, reason, _ = fmt.summary(parsed)
+                    exchange.finish_reason = reason or exchange.finish_reason
         elif status >= 500:
             raise ProxyError(
                 502,
@@ -237,23 +283,11 @@ class Forwarder:
         exchange.status = status
         return self._json(exchange, body, status, reply.headers)
 
-    def _stream(self, exchange: Exchange, path: str, payload: dict[str, Any], raw: bytes) -> Response:
-        client_wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        with_usage = raw
-        if not client_wants_usage:
-            # Usage is what makes a stream's tokens and cost known; asked for on Warden's own behalf, its
-            # extra event is removed before the client sees it.
-            options = dict(payload.get("stream_options") or {}, include_usage=True)
-            with_usage = json.dumps({**payload, "stream_options": options}, separators=(",", ":")).encode()
-
-        def body_for(upstream: str) -> bytes:
-            return with_usage if self._stream_usage.get(upstream, False) else raw
-
+    def _stream(self, exchange: Exchange, plans: Plans) -> Response:
         routed = self._routed(
-            exchange, lambda: self.router.stream(exchange.model, path, str(exchange.request_id), body_for)
+            exchange, plans, lambda: self.router.stream(exchange.model, str(exchange.request_id), plans)
         )
         stream = routed.result
-        injected = not client_wants_usage and self._stream_usage.get(routed.upstream, False)
         if stream.status != 200:
             try:
                 started = perf_counter()
@@ -264,7 +298,10 @@ class Forwarder:
             finally:
                 stream.close()
             exchange.streamed = False
-            return self._relay_reply(exchange, UpstreamReply(stream.status, stream.headers, body))
+            reply = UpstreamReply(stream.status, stream.headers, body)
+            return self._relay_reply(exchange, plans.answer(routed.upstream, reply))
+        stream = plans.stream(routed.upstream, stream)
+        injected = plans.injected_usage(routed.upstream)
         exchange.status = 200
         relay: SseRelay
         fmt, applied = FORMATS[exchange.route], exchange.applied
@@ -311,7 +348,8 @@ class Forwarder:
                 except UpstreamFailure as failure:
                     exchange.error_class = f"upstream_{failure.kind}"
                     finish()
-                    yield _sse_error(f"Upstream '{failure.upstream}' failed mid-stream.", failure.kind)
+                    message = f"Upstream '{failure.upstream}' failed mid-stream."
+                    yield _sse_error(FORMATS[exchange.route], message, failure.kind)
                     return
                 working = perf_counter()
                 exchange.upstream_s += working - waited
@@ -364,14 +402,14 @@ class Forwarder:
                     type="server_error",
                     code="recording_unavailable",
                 )
-                return error_response(withheld)
+                return error_response(withheld, _shape(exchange.route))
         return response
 
-    def _fail(self, exchange: Exchange, error: ProxyError) -> Response:
+    def _fail(self, exchange: Exchange, error: ProxyError, shape: str | None = None) -> Response:
         exchange.status = error.status
         exchange.error_class = error.error_class
         exchange.streamed = exchange.streamed and exchange.status == 200
-        response = error_response(error)
+        response = error_response(error, shape or _shape(exchange.route))
         exchange.end_s = perf_counter()
         for name, value in self._warden_headers(
             exchange, exchange.end_s - exchange.t0 - exchange.upstream_s
@@ -448,6 +486,36 @@ class Forwarder:
         )
 
 
-def _sse_error(message: str, kind: str) -> bytes:
+def _shape(route: str) -> str:
+    fmt = FORMATS.get(route)
+    return fmt.error_shape if fmt is not None else "openai"
+
+
+def _sse_error(fmt: WireFormat, message: str, kind: str) -> bytes:
+    """An error event in the stream's own shape: SDKs raise it instead of reporting a cut stream."""
+    if fmt.error_shape == "anthropic":
+        return b"event: error\ndata: " + anthropic_error_body(502, message) + b"\n\n"
+    if not fmt.done_marker:
+        event = {"type": "error", "code": f"upstream_{kind}", "message": message, "param": None}
+        return b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
     body = error_body(message, "upstream_error", f"upstream_{kind}")
     return b"data: " + body + b"\n\n"
+
+
+def _check_upstream_context(applied: AppliedPolicy, payload: dict[str, Any]) -> None:
+    """A request that continues context the upstream keeps (`previous_response_id`, `conversation`)
+    carries text Warden never saw: the policy refuses it, or lets it pass and the row says so."""
+    if not (payload.get("previous_response_id") or payload.get("conversation")):
+        return
+    refuse = applied.policy.policy.upstream_context == "refuse"
+    hit = Hit("input", "upstream_context", Finding("upstream_context", 1.0), "block" if refuse else "flag")
+    applied.report.add(hit)
+    if refuse:
+        raise ProxyError(
+            400,
+            f"Policy {applied.policy.label} refuses requests that continue context kept by the upstream "
+            "(previous_response_id, conversation): Warden cannot check text it never saw. Send the "
+            "whole conversation in 'input', or use a policy with 'upstream_context: allow'.",
+            param="previous_response_id",
+            code="upstream_context_refused",
+        )

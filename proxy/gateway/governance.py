@@ -62,26 +62,37 @@ def check_request(
 
 
 def check_answer(applied: AppliedPolicy, fmt: WireFormat, parsed: dict[str, Any]) -> CheckedAnswer:
-    """Apply the output rules to a JSON answer's texts, in place, and restore input placeholders."""
+    """Apply the output rules to every text of a JSON answer (contents, refusals, tool-call arguments),
+    in place, and restore input placeholders. A block empties the whole choice; a changed text drops
+    the choice's logprobs, which would otherwise repeat the original token by token."""
     compiled, placeholders = applied.policy, applied.placeholders
     restore = compiled.policy.restore
     changed = False
-    kept = []
+    kept: dict[int, dict[str, Any]] = {}
+    blocked: set[int] = set()
     for choice, slot in fmt.answer_texts(parsed):
-        if slot is None:
-            continue
         index = choice.get("index", 0)
+        index = index if isinstance(index, int) else 0
+        if slot is None or id(choice) in blocked:
+            continue
+        record = kept.setdefault(index, {"index": index})
         try:
             masked = compiled.check_text("output", slot.text, placeholders, applied.report)
         except Blocked:
-            slot.write("")
-            choice["finish_reason"] = "content_filter"
-            kept.append({"index": index, "content": "", "finish_reason": "content_filter"})
+            fmt.block_choice(choice)
+            blocked.add(id(choice))
+            kept[index] = {"index": index, "content": "", "finish_reason": "content_filter"}
             changed = True
             continue
-        final = placeholders.restore(masked) if restore else masked
+        final = placeholders.restore(masked, json_text=slot.json_text) if restore else masked
         if final != slot.text:
             slot.write(final)
+            fmt.scrub(choice)
             changed = True
-        kept.append({"index": index, "content": masked})
-    return CheckedAnswer(changed, kept)
+        if slot.field in ("content", "refusal") and slot.field not in record:
+            record[slot.field] = masked
+        elif slot.field in ("content", "refusal"):
+            record[slot.field] += masked
+        else:
+            record.setdefault(slot.field, []).append(masked)
+    return CheckedAnswer(changed, [kept[i] for i in sorted(kept)])

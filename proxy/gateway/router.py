@@ -40,6 +40,14 @@ class RoutingFailed(Exception):
         self.waited_s = waited_s
 
 
+class NoRoute(Exception):
+    """None of the model's upstreams can serve this API (none speaks it, and none can be translated to)."""
+
+
+# An upstream -> what to send it (relative path, body), or None when it cannot serve the request.
+Plan = Callable[[Upstream], tuple[str, bytes] | None]
+
+
 class Router:
     def __init__(self, upstreams: Sequence[tuple[Upstream, Sequence[str], int]]) -> None:
         """`upstreams`: (upstream, models it serves, retries on connection failure), in order."""
@@ -55,31 +63,37 @@ class Router:
     def has(self, model: str) -> bool:
         return model in self._routes
 
-    def complete(self, model: str, path: str, body: bytes, request_id: str) -> Routed[UpstreamReply]:
-        return self._route(model, lambda upstream: upstream.complete(path, body, request_id))
+    def complete(self, model: str, request_id: str, plan: Plan) -> Routed[UpstreamReply]:
+        """`plan(upstream)`: the path and body for that upstream (its own API's, translated if needed)."""
+        return self._route(
+            model, plan, lambda upstream, path, body: upstream.complete(path, body, request_id)
+        )
 
-    def stream(
-        self, model: str, path: str, request_id: str, body_for: Callable[[str], bytes]
-    ) -> Routed[UpstreamStream]:
-        """`body_for(upstream name)`: the body for that upstream (some get extra stream options)."""
-        return self._route(model, lambda upstream: upstream.stream(path, body_for(upstream.name), request_id))
+    def stream(self, model: str, request_id: str, plan: Plan) -> Routed[UpstreamStream]:
+        return self._route(model, plan, lambda upstream, path, body: upstream.stream(path, body, request_id))
 
-    def _route(self, model: str, call: Callable[[Upstream], T]) -> Routed[T]:
+    def _route(self, model: str, plan: Plan, call: Callable[[Upstream, str, bytes], T]) -> Routed[T]:
         """Call the model's upstreams until one answers well.
 
         Connection failures are retried on the same upstream (`retries` times), then the next
         upstream is tried; a timeout or a 5xx moves on without a retry (the upstream was reached
         and a retry would double the wait). The last failure is raised, or the last 5xx returned.
         """
-        candidates = self._routes[model]
+        candidates = []
+        for upstream, retries in self._routes[model]:
+            planned = plan(upstream)
+            if planned is not None:
+                candidates.append((upstream, retries, planned))
+        if not candidates:
+            raise NoRoute(model)
         last_failure: UpstreamFailure | None = None
         waited = 0.0
-        for index, (upstream, retries) in enumerate(candidates):
+        for index, (upstream, retries, (path, body)) in enumerate(candidates):
             is_last = index == len(candidates) - 1
             for _ in range(retries + 1):
                 started = perf_counter()
                 try:
-                    result = call(upstream)
+                    result = call(upstream, path, body)
                 except UpstreamFailure as failure:
                     waited += perf_counter() - started
                     last_failure = failure

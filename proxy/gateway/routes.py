@@ -31,6 +31,16 @@ def models() -> Response:
     return _forwarder().list_models(request)
 
 
+@declared(API_KEY)
+def model(model_id: str) -> Response:
+    return _forwarder().list_models(request, model_id)
+
+
+@declared(API_KEY)
+def unsupported(path: str) -> Response:
+    return _forwarder().unsupported(request, path)
+
+
 # Each route is served with and without the /v1 prefix: clients differ in where base_url ends.
 for prefix in ("/v1", ""):
     for fmt in FORMATS.values():
@@ -41,6 +51,12 @@ for prefix in ("/v1", ""):
             methods=["POST"],
         )
     bp.add_url_rule(f"{prefix}/models", f"models{prefix}", models, methods=["GET"])
+    bp.add_url_rule(f"{prefix}/models/<path:model_id>", f"model{prefix}", model, methods=["GET"])
+# Any other /v1 path gets an explicit "not served by Warden" (the routes above and Warden's own
+# /v1/warden/... routes are more specific and win).
+bp.add_url_rule(
+    "/v1/<path:path>", "unsupported", unsupported, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+)
 
 
 @bp.get("/metrics")

@@ -76,9 +76,13 @@ def test_missing_key_and_unknown_routes(warden_chdb: LiveWarden) -> None:
     response = post(warden_chdb, "/chat/completions", b"{}")
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] == "invalid_api_key"
-    missing = httpx.get(warden_chdb.base_url + "/nope")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    wrong_method = httpx.get(warden_chdb.base_url + "/chat/completions")
+    assert httpx.get(warden_chdb.base_url + "/nope").status_code == 401
+    auth = {"authorization": f"Bearer {warden_chdb.create_key()}"}
+    missing = httpx.get(warden_chdb.base_url + "/nope", headers=auth)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unsupported_endpoint"
+    assert "/v1/responses" in missing.json()["error"]["message"] and "x-warden-request-id" in missing.headers
+    assert warden_chdb.row_for(missing.headers["x-warden-request-id"])["error_class"] == "unsupported_endpoint"
+    wrong_method = httpx.get(warden_chdb.base_url + "/chat/completions", headers=auth)
     assert wrong_method.status_code == 405
     assert httpx.get(warden_chdb.base_url.removesuffix("/v1") + "/healthz").json() == {"status": "ok"}
 

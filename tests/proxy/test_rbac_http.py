@@ -64,9 +64,14 @@ EXPECTED = {
             ("POST", "/chat/completions"),
             ("POST", "/completions"),
             ("POST", "/embeddings"),
+            ("POST", "/responses"),
+            ("POST", "/messages"),
+            ("POST", "/messages/count_tokens"),
             ("GET", "/models"),
+            ("GET", "/models/<path:model_id>"),
         )
     },
+    **{(method, "/v1/<path:path>"): "api_key" for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
 # Which roles hold each permission (tenant-wide bindings), written out independently of the code.
 HOLDERS = {
