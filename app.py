@@ -33,6 +33,8 @@ from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
 from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
+from proxy.upstreams.anthropic import AnthropicUpstream
+from proxy.upstreams.azure import AzureOpenAIUpstream
 from proxy.upstreams.http import HttpUpstream
 
 log = logging.getLogger("warden")
@@ -83,10 +85,18 @@ class Services:
         self.engine.dispose()
 
 
+# HTTP upstreams by `type`; `onnx` is built apart (it shares engines between upstreams).
+HTTP_UPSTREAMS: dict[str, type[HttpUpstream]] = {
+    "openai": HttpUpstream,
+    "anthropic": AnthropicUpstream,
+    "azure_openai": AzureOpenAIUpstream,
+}
+
+
 def make_upstream(up: UpstreamSettings, engines: dict[tuple[str, str], Any]) -> Any:
     """An HTTP upstream, or a local ONNX model (one engine per folder and provider, shared by names)."""
-    if up.type != "onnx":
-        return HttpUpstream(up)
+    if up.type in HTTP_UPSTREAMS:
+        return HTTP_UPSTREAMS[up.type](up)
     from proxy.upstreams.local.engine import OnnxEngine
     from proxy.upstreams.local.upstream import OnnxUpstream
 
@@ -102,7 +112,7 @@ def make_upstream(up: UpstreamSettings, engines: dict[tuple[str, str], Any]) -> 
     }
     if up.stop:
         defaults["stop"] = list(up.stop)
-    return OnnxUpstream(up.name, engines[key], up.models[0], defaults)
+    return OnnxUpstream(up.name, engines[key], up.models[0], defaults, apis=frozenset(up.apis) or None)
 
 
 def build_services(settings: Settings, sink: EventSink | None = None, clock: Clock = utcnow) -> Services:

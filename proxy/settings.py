@@ -7,8 +7,10 @@ config file is found at start, not at the first request.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -23,7 +25,17 @@ if TYPE_CHECKING:
 CONFIG_ENV = "WARDEN_CONFIG"
 DEMO_MARKER = ".warden-demo-ready"  # written last by `warden models prepare-demo`
 ENV_PREFIX = "WARDEN_"
-UPSTREAM_TYPES = ("openai", "onnx")
+UPSTREAM_TYPES = ("openai", "onnx", "anthropic", "azure_openai")
+# The APIs an upstream may speak natively, by the route names policies and rows use.
+UPSTREAM_APIS = ("chat.completions", "completions", "embeddings", "responses", "messages")
+ONNX_APIS = ("chat.completions", "completions")  # all a local model can answer
+ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
+# Settings that mean something for one upstream type only: set on another, they are a mistake.
+TYPE_ONLY_KEYS = {
+    "anthropic_version": "anthropic",
+    "api_version": "azure_openai",
+    "deployments": "azure_openai",
+}
 # ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
 MAX_RETENTION_DAYS = 18250
 MAX_TRUSTED_PROXIES = 8  # hops of X-Forwarded-For believed; more is a misconfiguration
@@ -38,9 +50,13 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     name: str
-    type: str  # openai (an HTTP API) | onnx (a local model folder)
+    # openai (an OpenAI-compatible HTTP API) | onnx (a local model folder) | anthropic | azure_openai
+    type: str
     base_url: str = ""
     models: tuple[str, ...] = ()
+    # The APIs it speaks natively (UPSTREAM_APIS names); empty: its type's default, which the
+    # upstream class declares (`default_apis`).
+    apis: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
@@ -49,6 +65,12 @@ class UpstreamSettings:
     # Ask the upstream for a usage chunk on streams even when the client did not, so tokens and
     # cost are always logged; the extra chunk is removed before the client sees it.
     stream_usage: bool = True
+    # type: anthropic — sent as the `anthropic-version` header
+    anthropic_version: str = "2023-06-01"
+    # type: azure_openai — `api-version` of the deployment routes, and model name -> deployment name
+    # (a model not listed is its own deployment)
+    api_version: str = "2024-10-21"
+    deployments: Mapping[str, str] = field(default_factory=dict)
     # type: onnx — a model folder (optimum text-generation-with-past export), run in this process
     path: str = ""
     provider: str = "auto"  # auto | cuda | cpu
@@ -446,6 +468,9 @@ class _Builder:
         if kind in ("str", "str|None"):
             if value is None and kind == "str|None":
                 return None
+            if isinstance(value, date):
+                # YAML reads an unquoted `api_version: 2024-10-21` as a date; the text is what was meant.
+                value = value.isoformat()
             if not isinstance(value, str) or not value.strip():
                 raise self.fail(path, f"must be a non-empty string, got {value!r}")
             return value
@@ -453,6 +478,13 @@ class _Builder:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise self.fail(path, "must be a list of non-empty strings")
             return tuple(value)
+        if kind == "Mapping[str,str]":
+            if not isinstance(value, dict):
+                raise self.fail(path, "must be a mapping of names to names")
+            for key, item in value.items():
+                if not isinstance(key, str) or not key or not isinstance(item, str) or not item.strip():
+                    raise self.fail((*path, str(key)), f"must map a name to a non-empty string, got {item!r}")
+            return dict(value)
         raise self.fail(path, f"unsupported setting type {annotation}")  # pragma: no cover
 
     def check_positive(self, path: tuple[str | int, ...], value: float) -> None:
@@ -518,16 +550,16 @@ class _Builder:
             api_key = self.secret(item.get("api_key"), (*path, "api_key"))
             up = self.fill(UpstreamSettings, item, path, api_key=api_key)
             if up.type not in UPSTREAM_TYPES:
-                raise self.fail((*path, "type"), f"unknown upstream type {up.type!r} (known: openai, onnx)")
+                known = ", ".join(UPSTREAM_TYPES)
+                raise self.fail((*path, "type"), f"unknown upstream type {up.type!r} (known: {known})")
             if up.name in names:
                 raise self.fail((*path, "name"), f"duplicate upstream name {up.name!r}")
             names.add(up.name)
-            if up.type == "onnx":
-                up = self.local_model(up, path)
-            else:
-                parsed = urlparse(up.base_url)
-                if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                    raise self.fail((*path, "base_url"), "must be an http(s):// URL")
+            for key, only in TYPE_ONLY_KEYS.items():
+                if key in item and up.type != only:
+                    raise self.fail((*path, key), f"applies to type {only} only, not {up.type}")
+            self.check_apis(up, "apis" in item, path)
+            up = self.local_model(up, path) if up.type == "onnx" else self.http_upstream(up, path)
             if not up.models:
                 raise self.fail((*path, "models"), "is required (at least one model name)")
             for key in ("connect_timeout", "read_timeout", "max_connections"):
@@ -536,6 +568,45 @@ class _Builder:
                 raise self.fail((*path, "retries"), "must be >= 0")
             result.append(up)
         return tuple(result)
+
+    def check_apis(self, up: UpstreamSettings, given: bool, path: tuple[str | int, ...]) -> None:
+        if given and not up.apis:
+            raise self.fail((*path, "apis"), "must name at least one API (or be left out for the default)")
+        for index, api in enumerate(up.apis):
+            if api not in UPSTREAM_APIS:
+                known = ", ".join(UPSTREAM_APIS)
+                raise self.fail((*path, "apis", index), f"unknown API {api!r} (known: {known})")
+            if up.type == "onnx" and api not in ONNX_APIS:
+                served = ", ".join(ONNX_APIS)
+                raise self.fail((*path, "apis", index), f"a local model cannot serve {api!r} (only {served})")
+
+    def http_upstream(self, up: UpstreamSettings, path: tuple[str | int, ...]) -> UpstreamSettings:
+        if up.type == "anthropic" and not up.base_url:
+            up = replace(up, base_url=ANTHROPIC_BASE_URL)
+        parsed = urlparse(up.base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise self.fail((*path, "base_url"), "must be an http(s):// URL")
+        if up.type == "anthropic" and not _DATE.fullmatch(up.anthropic_version):
+            raise self.fail(
+                (*path, "anthropic_version"), f"must be a date like 2023-06-01, got {up.anthropic_version!r}"
+            )
+        if up.type == "azure_openai":
+            # Warden adds /openai/deployments/... or /openai/v1/... itself, per route.
+            if "/openai" in parsed.path:
+                raise self.fail(
+                    (*path, "base_url"), "must be the resource root, https://<resource>.openai.azure.com"
+                )
+            if not _AZURE_API_VERSION.fullmatch(up.api_version):
+                raise self.fail(
+                    (*path, "api_version"),
+                    f"must look like 2024-10-21 or 2025-04-01-preview, got {up.api_version!r}",
+                )
+            for model in up.deployments:
+                if up.models and model not in up.models:  # no models at all: that error comes next
+                    raise self.fail(
+                        (*path, "deployments", model), f"{model!r} is not in this upstream's models"
+                    )
+        return up
 
     def local_model(self, up: UpstreamSettings, path: tuple[str | int, ...]) -> UpstreamSettings:
         if not up.path:
@@ -642,6 +713,10 @@ def _local_path(spec: str, path: tuple[str, ...], builder: _Builder) -> str:
     if not spec.startswith("/") or spec == "/":
         raise builder.fail(path, "needs a path after the scheme, e.g. ///var/clickhouse")
     return str(Path(spec[1:]).resolve())
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AZURE_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-[a-z]+)?")
 
 
 def _required(f: Any) -> bool:

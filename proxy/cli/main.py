@@ -659,7 +659,7 @@ def export_finetune(
 @click.option("--words", type=click.IntRange(0, 100_000), default=0, help="Fixed reply length (0 = echo).")
 @click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True, help="Delay between events.")
 def fake_upstream(port: int, delay_ms: float, chunks: int, words: int, chunk_delay_ms: float) -> None:
-    """Run a fake OpenAI-compatible upstream on loopback (for demos and benchmarks)."""
+    """Run a fake OpenAI- and Anthropic-compatible upstream on loopback (for demos and benchmarks)."""
     from proxy.upstreams.fake import FakeBehaviour, FakeUpstream
 
     behaviour = FakeBehaviour(delay_ms=delay_ms, chunks=chunks, words=words, chunk_delay_ms=chunk_delay_ms)

@@ -1,19 +1,26 @@
-"""Upstreams: where a request goes after Warden. One small seam, an HTTP implementation behind it."""
+"""Upstreams: where a request goes after Warden. One small seam, an HTTP implementation behind it.
+
+`HttpUpstream` speaks to OpenAI-compatible APIs; providers with another URL layout or another way of
+signing requests (`anthropic.py`, `azure.py`) subclass it and change only `_auth_headers`, `_base_url` and
+`_target`, so pooling, timeouts, streaming and failure kinds stay in one place.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import httpx
 
 from proxy.settings import UpstreamSettings
 
 # Upstream response headers a client may rely on (rate limits, request ids); others are dropped.
-RELAYED_HEADERS = ("retry-after", "openai-processing-ms", "x-request-id")
-RELAYED_PREFIXES = ("x-ratelimit-",)
+RELAYED_HEADERS = ("retry-after", "openai-processing-ms", "x-request-id", "request-id")
+RELAYED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+# What an OpenAI-compatible API speaks natively, as route names (`proxy.settings.UPSTREAM_APIS`).
+OPENAI_APIS = frozenset({"chat.completions", "completions", "embeddings", "responses"})
 
 
 class UpstreamFailure(Exception):
@@ -56,6 +63,9 @@ class UpstreamStream:
 
 class Upstream(Protocol):
     name: str
+    # The APIs (route names: "chat.completions", "messages", ...) this upstream answers natively;
+    # a request in another API has to be translated before it is sent here.
+    apis: frozenset[str]
 
     def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply: ...
 
@@ -67,19 +77,21 @@ class Upstream(Protocol):
 class HttpUpstream:
     """Any OpenAI-compatible HTTP API, through one pooled httpx client per process."""
 
+    default_apis: ClassVar[frozenset[str]] = OPENAI_APIS
+
     def __init__(self, settings: UpstreamSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.name = settings.name
         self.settings = settings
+        self.apis: frozenset[str] = frozenset(settings.apis) or self.default_apis
         headers = {
             "content-type": "application/json",
             # Relaying compressed SSE byte-for-byte breaks clients; ask for plain bytes.
             "accept-encoding": "identity",
             "user-agent": "warden-proxy",
+            **self._auth_headers(settings),
         }
-        if settings.api_key:
-            headers["authorization"] = f"Bearer {settings.api_key}"
         self._client = httpx.Client(
-            base_url=settings.base_url.rstrip("/") + "/",
+            base_url=self._base_url(settings).rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
@@ -96,11 +108,23 @@ class HttpUpstream:
             trust_env=False,
         )
 
+    def _auth_headers(self, settings: UpstreamSettings) -> dict[str, str]:
+        """The headers that carry the credentials (and any version pin) on every request."""
+        return {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+
+    def _base_url(self, settings: UpstreamSettings) -> str:
+        return settings.base_url
+
+    def _target(self, route: str, body: bytes) -> tuple[str, bytes]:
+        """Where `route` ("chat/completions") lives under the base URL, and the body to send there."""
+        return route, body
+
     def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply:
         timer = _WaitTimer()
+        url, body = self._target(route, body)
         try:
             response = self._client.post(
-                route, content=body, headers={"x-request-id": request_id}, extensions={"trace": timer}
+                url, content=body, headers={"x-request-id": request_id}, extensions={"trace": timer}
             )
         except httpx.HTTPError as exc:
             raise self._failure(exc) from None
@@ -110,9 +134,10 @@ class HttpUpstream:
 
     def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
         timer = _WaitTimer()
+        url, body = self._target(route, body)
         request = self._client.build_request(
             "POST",
-            route,
+            url,
             content=body,
             headers={"x-request-id": request_id, "accept": "text/event-stream"},
             extensions={"trace": timer},

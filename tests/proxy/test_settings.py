@@ -92,6 +92,21 @@ def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
             "    api_key: env:NOT_SET_ANYWHERE\n",
             "warden.yaml:6: upstreams[0].api_key: environment variable NOT_SET_ANYWHERE is not set",
         ),
+        (
+            "upstreams:\n  - name: a\n    type: openai\n    base_url: http://x\n    models: [m]\n"
+            "    apis: [chat.completions, chat]\n",
+            "warden.yaml:6: upstreams[0].apis[1]: unknown API 'chat' (known: chat.completions, completions,",
+        ),
+        (
+            "upstreams:\n  - name: a\n    type: openai\n    base_url: http://x\n    models: [m]\n"
+            "    apis: []\n",
+            "warden.yaml:6: upstreams[0].apis: must name at least one API",
+        ),
+        (
+            "upstreams:\n  - name: a\n    type: onnx\n    path: /nowhere\n    models: [m]\n"
+            "    apis: [messages]\n",
+            "upstreams[0].apis[0]: a local model cannot serve 'messages' (only chat.completions,",
+        ),
         ("prices:\n  m: {input: -1, output: 1}\n", "warden.yaml:2: prices.m.input: must be >= 0"),
         ("server: [1, 2]\n", "warden.yaml:1: server: must be a mapping"),
         ("server:\n  port: 1\n   bad: indent\n", "warden.yaml:3: invalid YAML"),
@@ -116,3 +131,10 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_secrets_can_stay_unresolved_for_commands_that_do_not_call_upstreams(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, GOOD), environ={}, resolve_secrets=False)
     assert settings.upstreams[0].api_key == "env:TEST_UPSTREAM_KEY"
+
+
+def test_apis_override_the_type_default(tmp_path: Path) -> None:
+    text = GOOD.replace("    models:", "    apis: [chat.completions, completions]\n    models:")
+    settings = load_settings(write(tmp_path, text), environ={"TEST_UPSTREAM_KEY": "k"})
+    assert settings.upstreams[0].apis == ("chat.completions", "completions")
+    assert load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams[0].apis == ()

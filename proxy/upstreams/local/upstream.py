@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, ClassVar
 
 from proxy.errors import error_body
 from proxy.jsonbody import parse_json
@@ -71,12 +71,23 @@ class OnnxUpstream:
     """Serves `chat/completions` and `completions` from an `OnnxEngine` (which it does not own).
 
     `defaults` fill parameters a request leaves out: temperature, top_p, max_tokens, stop, seed.
+    `apis` narrows what it declares it speaks (the `apis` setting); never more than `default_apis`.
     """
 
+    default_apis: ClassVar[frozenset[str]] = frozenset({"chat.completions", "completions"})
+
     def __init__(
-        self, name: str, engine: OnnxEngine, model_name: str, defaults: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        engine: OnnxEngine,
+        model_name: str,
+        defaults: Mapping[str, Any] | None = None,
+        apis: frozenset[str] | None = None,
     ) -> None:
         self.name = name
+        self.apis: frozenset[str] = apis or self.default_apis
+        if not self.apis <= self.default_apis:
+            raise ValueError(f"a local model cannot serve {sorted(self.apis - self.default_apis)}")
         self.engine = engine
         self.model_name = model_name
         self.defaults = dict(defaults or {})
