@@ -81,7 +81,9 @@ def test_missing_key_and_unknown_routes(warden_chdb: LiveWarden) -> None:
     missing = httpx.get(warden_chdb.base_url + "/nope", headers=auth)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unsupported_endpoint"
     assert "/v1/responses" in missing.json()["error"]["message"] and "x-warden-request-id" in missing.headers
-    assert warden_chdb.row_for(missing.headers["x-warden-request-id"])["error_class"] == "unsupported_endpoint"
+    assert (
+        warden_chdb.row_for(missing.headers["x-warden-request-id"])["error_class"] == "unsupported_endpoint"
+    )
     wrong_method = httpx.get(warden_chdb.base_url + "/chat/completions", headers=auth)
     assert wrong_method.status_code == 405
     assert httpx.get(warden_chdb.base_url.removesuffix("/v1") + "/healthz").json() == {"status": "ok"}

@@ -69,7 +69,7 @@ def _completion(body: dict[str, Any], behaviour: FakeBehaviour, chat: bool) -> R
         "prompt_tokens_details": {"cached_tokens": 0},
     }
     tool_call = None
-    if chat and body.get("tools") and body.get("model") == "fake-tools":
+    if chat and body.get("tools") and str(body.get("model", "")).endswith("tools"):
         function = body["tools"][0].get("function", {})
         tool_call = {
             "id": "call_1",

@@ -27,7 +27,12 @@ from proxy.upstreams.fake.replies import (
 def create(body: dict[str, Any], behaviour: FakeBehaviour) -> Reply:
     text = answer_text(behaviour, _echo(body))
     tools = body.get("tools")
-    if body.get("model") == "fake-tools" and isinstance(tools, list) and tools and isinstance(tools[0], dict):
+    if (
+        str(body.get("model", "")).endswith("tools")
+        and isinstance(tools, list)
+        and tools
+        and isinstance(tools[0], dict)
+    ):
         block: dict[str, Any] = {
             "type": "tool_use",
             "id": f"toolu_{uuid.uuid4().hex[:24]}",

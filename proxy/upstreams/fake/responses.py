@@ -33,7 +33,7 @@ def respond(body: dict[str, Any], behaviour: FakeBehaviour) -> Reply:
     pieces = split(text, behaviour.chunks)
     include = body.get("include")
     with_logprobs = isinstance(include, list) and LOGPROBS_INCLUDE in include
-    tool = _first_tool(body) if body.get("model") == "fake-tools" else None
+    tool = _first_tool(body) if str(body.get("model", "")).endswith("tools") else None
     if tool is not None:
         arguments = json.dumps({"text": text})
         item: dict[str, Any] = {
