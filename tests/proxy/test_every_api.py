@@ -115,7 +115,7 @@ def test_responses_json_masks_upstream_and_restores_for_the_client(
     )
     response = raw.parse()
     assert response.output_text == f"write to {EMAIL}"
-    path, body, _ = sent(fake_upstream)
+    path, _, _ = sent(fake_upstream)
     assert EMAIL not in upstream_text(fake_upstream) and "<EMAIL_1>" in upstream_text(fake_upstream)
     # Native where the upstream speaks the Responses API, translated to chat completions where not.
     assert path == ("/v1/responses" if model == "gpt-fake" else "/v1/chat/completions")
