@@ -4,7 +4,7 @@ Starts a fake OpenAI upstream and `warden serve` (gunicorn gthread, ClickHouse l
 as separate processes on loopback, then drives both with a small asyncio HTTP/1.1 client at
 concurrency 1 and 32, JSON and streaming. Added latency = through Warden - direct, per percentile.
 
-    python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32]
+    python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32] [--api chat|responses|messages]
 """
 
 from __future__ import annotations
@@ -137,6 +137,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+PROMPT = "Say something short."
+# client API -> (path, model answered natively, request without model)
+API_REQUESTS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "chat": ("/v1/chat/completions", "gpt-fake", {"messages": [{"role": "user", "content": PROMPT}]}),
+    "responses": ("/v1/responses", "gpt-fake", {"input": PROMPT}),
+    "messages": (
+        "/v1/messages",
+        "claude-fake",
+        {"max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,6 +159,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--chunks", type=int, default=16, help="SSE events per streamed reply")
     parser.add_argument("--threads", type=int, default=64, help="gunicorn threads for Warden")
+    parser.add_argument(
+        "--api",
+        choices=("chat", "responses", "messages"),
+        default="chat",
+        help="the client API; responses and messages are measured at concurrency 1, passed through to an "
+        "upstream that speaks it and translated to an upstream that speaks only chat completions",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
@@ -162,33 +182,53 @@ def main() -> None:
         procs.append(fake)
         wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake)
         log = (work / "serve.log").open("w")
+        upstream = f"http://127.0.0.1:{up_port}/v1"
+        upstreams = [
+            {"name": "fake", "type": "openai", "base_url": upstream, "models": ["gpt-fake"]},
+            {"name": "claude", "type": "anthropic", "base_url": upstream, "models": ["claude-fake"]},
+            {
+                "name": "chat-only",
+                "type": "openai",
+                "base_url": upstream,
+                "models": ["chat-fake"],
+                "apis": ["chat.completions"],
+            },
+        ]
         server, key = start_warden(
-            work, f"http://127.0.0.1:{up_port}/v1", warden_port, log, server={"threads": args.threads}
+            work, upstream, warden_port, log, server={"threads": args.threads}, upstreams=upstreams
         )
         procs.append(server)
 
-        message = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Say something short."}]}
-        bodies = {
-            "json": json.dumps(message).encode(),
-            "stream": json.dumps({**message, "stream": True}).encode(),
-        }
+        path, native_model, request = API_REQUESTS[args.api]
+        modes = (
+            {"pass-through": native_model}
+            if args.api == "chat"
+            else {
+                "pass-through": native_model,
+                "translated": "chat-fake",
+            }
+        )
+        concurrencies = (1, args.concurrency) if args.api == "chat" else (1,)
         rows = []
-        for kind, body in bodies.items():
-            for concurrency in (1, args.concurrency):
-                seconds = 600.0 if concurrency == 1 else args.seconds
-                limit = args.sequential if concurrency == 1 else 10**9
-                # Warm both paths (connection pools, first chDB insert) before measuring.
-                asyncio.run(run_load(up_port, "/v1/chat/completions", None, body, 4, 1.0, 50))
-                asyncio.run(run_load(warden_port, "/v1/chat/completions", key, body, 4, 1.0, 50))
-                direct = asyncio.run(
-                    run_load(up_port, "/v1/chat/completions", None, body, concurrency, seconds, limit)
-                )
-                cpu_before = cpu_seconds(server.pid)
-                via = asyncio.run(
-                    run_load(warden_port, "/v1/chat/completions", key, body, concurrency, seconds, limit)
-                )
-                via.cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / max(len(via.latency), 1)
-                rows.append((kind, concurrency, direct, via))
+        for mode, model in modes.items():
+            for kind in ("json", "stream"):
+                streamed = {"stream": True} if kind == "stream" else {}
+                body = json.dumps({**request, "model": model, **streamed}).encode()
+                # The direct baseline is the same API answered natively by the upstream.
+                direct_body = json.dumps({**request, "model": native_model, **streamed}).encode()
+                for concurrency in concurrencies:
+                    seconds = 600.0 if concurrency == 1 else args.seconds
+                    limit = args.sequential if concurrency == 1 else 10**9
+                    # Warm both paths (connection pools, first chDB insert) before measuring.
+                    asyncio.run(run_load(up_port, path, None, direct_body, 4, 1.0, 50))
+                    asyncio.run(run_load(warden_port, path, key, body, 4, 1.0, 50))
+                    direct = asyncio.run(
+                        run_load(up_port, path, None, direct_body, concurrency, seconds, limit)
+                    )
+                    cpu_before = cpu_seconds(server.pid)
+                    via = asyncio.run(run_load(warden_port, path, key, body, concurrency, seconds, limit))
+                    via.cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / max(len(via.latency), 1)
+                    rows.append((f"{args.api} {mode} {kind}", concurrency, direct, via))
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         log.close()
@@ -238,11 +278,11 @@ def main() -> None:
     for kind, concurrency, direct, via in rows:
         added50 = (pct(via.latency, 50) - pct(direct.latency, 50)) * 1000
         added99 = (pct(via.latency, 99) - pct(direct.latency, 99)) * 1000
-        ttft = (pct(via.ttft, 50) - pct(direct.ttft, 50)) * 1000 if kind == "stream" else float("nan")
+        ttft = (pct(via.ttft, 50) - pct(direct.ttft, 50)) * 1000 if kind.endswith("stream") else float("nan")
         print(
             f"| {kind} | {concurrency} | {len(via.latency)} | {pct(direct.latency, 50) * 1000:.2f} | "
             f"{pct(via.latency, 50) * 1000:.2f} | {added50:.2f} | {added99:.2f} | "
-            f"{'' if kind == 'json' else f'{ttft:.2f}'} | "
+            f"{'' if kind.endswith('json') else f'{ttft:.2f}'} | "
             f"{statistics.median(via.overhead_header) * 1000 if via.overhead_header else float('nan'):.3f} | "
             f"{via.cpu_per_request * 1000:.2f} | "
             f"{len(direct.latency) / direct.elapsed:.0f} | {len(via.latency) / via.elapsed:.0f} | "
