@@ -27,7 +27,8 @@ has no thinking budget). Refused: documents, images in tool results, server tool
 Answer (chat -> messages): `content` -> a text block, `refusal` -> a text block with stop_reason
 `refusal`, `tool_calls` -> `tool_use` blocks (arguments parsed, see `tools`); `finish_reason` per
 `reasons`, usage per `usage`, id `chatcmpl-x` -> `msg_x`. Only the first choice is read (the request
-never asks for more).
+never asks for more). Reasoning text that some chat servers add (`reasoning_content`) is dropped:
+Anthropic thinking blocks need a signature only Anthropic can make.
 """
 
 from __future__ import annotations

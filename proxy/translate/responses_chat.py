@@ -33,7 +33,8 @@ file search, computer use, MCP...) and their call items, file inputs and images 
 
 Answer (chat -> responses): the first choice's `content` and `refusal` become one message item with
 `output_text` / `refusal` parts, each tool call a `function_call` item (`call_id` = the chat call id);
-status per `reasons`; usage per `usage`; id `chatcmpl-x` -> `resp_x`.
+status per `reasons`; usage per `usage`; id `chatcmpl-x` -> `resp_x`. Reasoning text that some
+chat servers add (`reasoning_content`) is dropped: a reasoning item would need the upstream's ids.
 """
 
 from __future__ import annotations
@@ -102,11 +103,11 @@ class ResponsesToChat(Translation):
             out["service_tier"] = payload["service_tier"]
         if payload.get("tools"):
             out["tools"] = _tools(payload["tools"])
-            # Chat servers reject parallel_tool_calls without tools.
+            # Chat servers reject tool_choice and parallel_tool_calls without tools.
             if payload.get("parallel_tool_calls") is not None:
                 out["parallel_tool_calls"] = payload["parallel_tool_calls"]
-        if payload.get("tool_choice") is not None:
-            out["tool_choice"] = _tool_choice(payload["tool_choice"])
+            if payload.get("tool_choice") is not None:
+                out["tool_choice"] = _tool_choice(payload["tool_choice"])
         out |= _text_options(payload.get("text")) | _reasoning(payload.get("reasoning"))
         if payload.get("stream"):
             out["stream"] = True
@@ -118,7 +119,6 @@ class ResponsesToChat(Translation):
         choice = first_choice(body)
         message = as_dict(choice.get("message"))
         status, incomplete = reasons.responses_from_chat(choice.get("finish_reason"))
-        item_status = "completed" if status == "completed" else "incomplete"
         output: list[dict[str, Any]] = []
         parts: list[dict[str, Any]] = []
         text = content.joined_text(message.get("content"))
@@ -128,7 +128,7 @@ class ResponsesToChat(Translation):
         if isinstance(refusal, str) and refusal:
             parts.append(objects.refusal_part(refusal))
         if parts:
-            output.append(objects.message_item(objects.item_id("msg", core, 0), parts, item_status))
+            output.append(objects.message_item(objects.item_id("msg", core, 0), parts, "completed"))
         for call in as_list(message.get("tool_calls")):
             function = as_dict(as_dict(call).get("function"))
             arguments = function.get("arguments")
@@ -138,9 +138,11 @@ class ResponsesToChat(Translation):
                     str(call.get("id") or "call_" + ids.core(None)),
                     str(function.get("name") or ""),
                     arguments if isinstance(arguments, str) else "",
-                    item_status,
+                    "completed",
                 )
             )
+        if output and status != "completed":  # the item the model was writing when it was stopped
+            output[-1]["status"] = "incomplete"
         tokens = usage.from_chat(body.get("usage")) or usage.Tokens()
         created = body.get("created")
         return objects.response(

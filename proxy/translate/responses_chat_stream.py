@@ -132,7 +132,7 @@ class ChatToResponsesStream:
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             self._finish = reason
-            out += self._close_item()
+            out += self._close_item(self._item_status())
         return out
 
     def _text(self, kind: str, text: str) -> bytes:
@@ -209,12 +209,13 @@ class ChatToResponsesStream:
             {"type": "response.content_part.done", **self._where(item), "part": dict(part)}
         )
 
-    def _close_item(self) -> bytes:
+    def _close_item(self, status: str = "completed") -> bytes:
+        """The open item's closing events: `completed` when another item follows it, else the status
+        the response ends with."""
         item, self._open = self._open, None
         if item is None:
             return b""
-        status, _ = self._status()
-        final = item.final("completed" if status == "completed" else "incomplete")
+        final = item.final(status)
         if item.call_id:
             done = {
                 "item_id": item.id,
@@ -230,6 +231,9 @@ class ChatToResponsesStream:
             {"type": "response.output_item.done", "output_index": item.index, "item": final}
         )
 
+    def _item_status(self) -> str:
+        return "completed" if self._status()[0] == "completed" else "incomplete"
+
     def _status(self) -> tuple[str, dict[str, str] | None]:
         if self._finish is None:
             return "incomplete", None  # cut off: the upstream never said it was done
@@ -237,7 +241,7 @@ class ChatToResponsesStream:
 
     def _close(self) -> bytes:
         self._done = True
-        out = self._start({}) + self._close_item()
+        out = self._start({}) + self._close_item(self._item_status())
         status, incomplete = self._status()
         tokens = usage.to_responses(self._tokens or usage.Tokens())
         final = self._response(status, tokens, incomplete)

@@ -1,9 +1,9 @@
 """Token usage between the three APIs.
 
-Chat's `prompt_tokens` and Responses' `input_tokens` include cached tokens; Anthropic's `input_tokens`
-does not (cache reads and cache writes are counted apart). So Anthropic -> OpenAI adds them up, and
-OpenAI -> Anthropic takes the cached share out into `cache_read_input_tokens`: the total is the same
-on both sides.
+Chat's `prompt_tokens` and Responses' `input_tokens` count every prompt token, with the cache reads
+(`cached_tokens`) and cache writes (`cache_write_tokens`) among them; Anthropic's `input_tokens` counts
+only the rest, and `cache_read_input_tokens` and `cache_creation_input_tokens` apart. So Anthropic ->
+OpenAI adds them up and OpenAI -> Anthropic takes them out: the total is the same on both sides.
 """
 
 from __future__ import annotations
@@ -18,21 +18,23 @@ class Tokens:
     input: int = 0  # every prompt token, cached or not
     output: int = 0
     cached: int = 0  # the part of `input` read from a cache
+    cache_write: int = 0  # the part of `input` written to a cache
     reasoning: int = 0  # the part of `output` spent reasoning
 
 
 def from_chat(usage: Any) -> Tokens | None:
     if not isinstance(usage, Mapping):
         return None
-    prompt_details = usage.get("prompt_tokens_details")
-    output_details = usage.get("completion_tokens_details")
+    prompt = usage.get("prompt_tokens_details")
+    prompt = prompt if isinstance(prompt, Mapping) else {}
+    completion = usage.get("completion_tokens_details")
+    completion = completion if isinstance(completion, Mapping) else {}
     return Tokens(
         input=_count(usage.get("prompt_tokens")),
         output=_count(usage.get("completion_tokens")),
-        cached=_count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else 0,
-        reasoning=_count(output_details.get("reasoning_tokens"))
-        if isinstance(output_details, Mapping)
-        else 0,
+        cached=_count(prompt.get("cached_tokens")),
+        cache_write=_count(prompt.get("cache_write_tokens")),
+        reasoning=_count(completion.get("reasoning_tokens")),
     )
 
 
@@ -45,25 +47,29 @@ def from_anthropic(usage: Any) -> Tokens | None:
         input=_count(usage.get("input_tokens")) + cache_read + cache_write,
         output=_count(usage.get("output_tokens")),
         cached=cache_read,
+        cache_write=cache_write,
     )
 
 
 def to_chat(tokens: Tokens) -> dict[str, Any]:
+    prompt = {"cached_tokens": tokens.cached}
+    if tokens.cache_write:
+        prompt["cache_write_tokens"] = tokens.cache_write
     return {
         "prompt_tokens": tokens.input,
         "completion_tokens": tokens.output,
         "total_tokens": tokens.input + tokens.output,
-        "prompt_tokens_details": {"cached_tokens": tokens.cached},
+        "prompt_tokens_details": prompt,
         "completion_tokens_details": {"reasoning_tokens": tokens.reasoning},
     }
 
 
 def to_anthropic(tokens: Tokens) -> dict[str, Any]:
     return {
-        "input_tokens": max(tokens.input - tokens.cached, 0),
+        "input_tokens": max(tokens.input - tokens.cached - tokens.cache_write, 0),
         "output_tokens": tokens.output,
         "cache_read_input_tokens": tokens.cached,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": tokens.cache_write,
     }
 
 
@@ -72,7 +78,7 @@ def to_responses(tokens: Tokens) -> dict[str, Any]:
         "input_tokens": tokens.input,
         "output_tokens": tokens.output,
         "total_tokens": tokens.input + tokens.output,
-        "input_tokens_details": {"cached_tokens": tokens.cached},
+        "input_tokens_details": {"cached_tokens": tokens.cached, "cache_write_tokens": tokens.cache_write},
         "output_tokens_details": {"reasoning_tokens": tokens.reasoning},
     }
 
