@@ -40,60 +40,41 @@ from proxy.translate import content, ids, reasons, tools, usage
 from proxy.translate.base import CHAT, MESSAGES, StreamTranslator, Translation, Untranslatable
 from proxy.translate.chat_messages_stream import MessagesToChatStream
 from proxy.translate.errors import openai_error
-from proxy.translate.fields import as_dict, as_list
+from proxy.translate.fields import FieldRules, as_dict, as_list
 
 DEFAULT_MAX_TOKENS = 4096
 
-_MAPPED = frozenset(
-    {
-        "model",
-        "messages",
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "stop",
-        "stream",
-        "stream_options",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "user",
-        "safety_identifier",
-    }
+_RULES = FieldRules(
+    target="Anthropic's Messages API",
+    mapped=frozenset(
+        {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop"}
+        | {"stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls", "user"}
+        | {"safety_identifier"}
+    ),
+    dropped=frozenset(
+        {"frequency_penalty", "presence_penalty", "seed", "store", "metadata", "service_tier"}
+        | {"prediction", "prompt_cache_key"}
+    ),
+    harmless={
+        "n": (1,),
+        "logprobs": (False,),
+        "top_logprobs": (0,),
+        "modalities": (["text"],),
+        "response_format": ({"type": "text"},),
+        "logit_bias": ({},),
+    },
+    why={
+        "n": "Anthropic's Messages API returns one choice per request; send n: 1.",
+        "logprobs": "Anthropic's Messages API does not return log probabilities.",
+        "top_logprobs": "Anthropic's Messages API does not return log probabilities.",
+        "modalities": "This model answers in text only.",
+        "audio": "This model answers in text only.",
+        "response_format": "Anthropic's Messages API has no JSON mode or JSON schema output.",
+        "logit_bias": "Anthropic's Messages API has no logit bias.",
+        "functions": "Legacy functions are not translated; use tools.",
+        "function_call": "Legacy function_call is not translated; use tool_choice.",
+    },
 )
-_DROPPED = frozenset(
-    {
-        "frequency_penalty",
-        "presence_penalty",
-        "seed",
-        "store",
-        "metadata",
-        "service_tier",
-        "prediction",
-        "prompt_cache_key",
-    }
-)
-# Fields refused unless they hold the value that asks for nothing.
-_HARMLESS: dict[str, tuple[Any, ...]] = {
-    "n": (1,),
-    "logprobs": (False,),
-    "top_logprobs": (0,),
-    "modalities": (["text"],),
-    "response_format": ({"type": "text"},),
-    "logit_bias": ({},),
-}
-_WHY = {
-    "n": "Anthropic's Messages API returns one choice per request; send n: 1.",
-    "logprobs": "Anthropic's Messages API does not return log probabilities.",
-    "top_logprobs": "Anthropic's Messages API does not return log probabilities.",
-    "modalities": "This model answers in text only.",
-    "audio": "This model answers in text only.",
-    "response_format": "Anthropic's Messages API has no JSON mode or JSON schema output.",
-    "logit_bias": "Anthropic's Messages API has no logit bias.",
-    "functions": "Legacy functions are not translated; use tools.",
-    "function_call": "Legacy function_call is not translated; use tool_choice.",
-}
 
 
 @dataclass(frozen=True)
@@ -103,7 +84,7 @@ class ChatToMessages(Translation):
     upstream_path: str = "messages"
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        _check_fields(payload)
+        _RULES.check(payload)
         system, turns = _turns(payload.get("messages"))
         limit = payload.get("max_completion_tokens")
         limit = payload.get("max_tokens") if limit is None else limit
@@ -173,15 +154,6 @@ class ChatToMessages(Translation):
 
     def error(self, status: int, body: Any) -> dict[str, Any]:
         return openai_error(status, body)
-
-
-def _check_fields(payload: dict[str, Any]) -> None:
-    for key, value in payload.items():
-        if value is None or key in _MAPPED or key in _DROPPED:
-            continue
-        if key in _HARMLESS and value in _HARMLESS[key]:
-            continue
-        raise Untranslatable(_WHY.get(key, f"'{key}' has no equivalent in Anthropic's Messages API."), key)
 
 
 def _turns(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -39,30 +39,23 @@ from typing import Any
 from proxy.translate import content, ids, reasons, tools, usage
 from proxy.translate.base import CHAT, MESSAGES, StreamTranslator, Translation, Untranslatable
 from proxy.translate.errors import anthropic_error
-from proxy.translate.fields import as_dict, as_list, first_choice
+from proxy.translate.fields import FieldRules, as_dict, as_list, first_choice
 from proxy.translate.messages_chat_stream import ChatToMessagesStream
 
-_MAPPED = frozenset(
-    {
-        "model",
-        "max_tokens",
-        "messages",
-        "system",
-        "temperature",
-        "top_p",
-        "stream",
-        "stop_sequences",
-        "tools",
-        "tool_choice",
-        "metadata",
-    }
+_RULES = FieldRules(
+    target="the Chat Completions API",
+    mapped=frozenset(
+        {"model", "max_tokens", "messages", "system", "temperature", "top_p", "stream"}
+        | {"stop_sequences", "tools", "tool_choice", "metadata"}
+    ),
+    dropped=frozenset({"top_k", "service_tier"}),
+    harmless={"thinking": ({"type": "disabled"},)},
+    why={
+        "thinking": "Extended thinking cannot be requested through this model's Chat Completions API.",
+        "container": "Containers exist at Anthropic only.",
+        "mcp_servers": "MCP servers are run by Anthropic only.",
+    },
 )
-_DROPPED = frozenset({"top_k", "service_tier"})
-_WHY = {
-    "thinking": "Extended thinking cannot be requested through this model's Chat Completions API.",
-    "container": "Containers exist at Anthropic only.",
-    "mcp_servers": "MCP servers are run by Anthropic only.",
-}
 
 
 @dataclass(frozen=True)
@@ -72,7 +65,7 @@ class MessagesToChat(Translation):
     upstream_path: str = "chat/completions"
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        _check_fields(payload)
+        _RULES.check(payload)
         messages: list[dict[str, Any]] = []
         if payload.get("system"):
             messages.append(
@@ -151,15 +144,6 @@ class MessagesToChat(Translation):
 
     def error(self, status: int, body: Any) -> dict[str, Any]:
         return anthropic_error(status, body)
-
-
-def _check_fields(payload: dict[str, Any]) -> None:
-    for key, value in payload.items():
-        if value is None or key in _MAPPED or key in _DROPPED:
-            continue
-        if key == "thinking" and isinstance(value, dict) and value.get("type") == "disabled":
-            continue
-        raise Untranslatable(_WHY.get(key, f"'{key}' has no equivalent in the Chat Completions API."), key)
 
 
 def _user(blocks: Any, where: str) -> list[dict[str, Any]]:

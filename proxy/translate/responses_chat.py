@@ -48,31 +48,30 @@ from proxy.translate import content, ids, reasons, usage
 from proxy.translate import response_objects as objects
 from proxy.translate.base import CHAT, RESPONSES, StreamTranslator, Translation, Untranslatable
 from proxy.translate.errors import openai_error
-from proxy.translate.fields import as_dict, as_list, first_choice
+from proxy.translate.fields import FieldRules, as_dict, as_list, first_choice
 from proxy.translate.responses_chat_stream import ChatToResponsesStream
 
 _PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key")
-_MAPPED = frozenset(
-    {*_PASSED, "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls"}
-    | {"max_output_tokens", "text", "reasoning", "stream", "service_tier"}
-)
-_DROPPED = frozenset(
-    {"store", "metadata", "include", "stream_options", "prompt_cache_retention", "prompt_cache_options"}
-)
-_HARMLESS: dict[str, tuple[Any, ...]] = {
-    "truncation": ("disabled",),
-    "background": (False,),
-    "top_logprobs": (0,),
-}
 _STATEFUL = "needs an upstream that keeps responses; this model is served through chat completions."
-_WHY = {
-    "previous_response_id": "previous_response_id " + _STATEFUL,
-    "conversation": "A conversation " + _STATEFUL,
-    "background": "Background mode " + _STATEFUL,
-    "prompt": "Stored prompts are kept by OpenAI only; send the prompt's text as instructions.",
-    "truncation": "Automatic truncation is not available for this model.",
-    "top_logprobs": "Log probabilities are not translated for this model.",
-}
+_RULES = FieldRules(
+    target="the Chat Completions API",
+    mapped=frozenset(
+        {*_PASSED, "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls"}
+        | {"max_output_tokens", "text", "reasoning", "stream", "service_tier"}
+    ),
+    dropped=frozenset(
+        {"store", "metadata", "include", "stream_options", "prompt_cache_retention", "prompt_cache_options"}
+    ),
+    harmless={"truncation": ("disabled",), "background": (False,), "top_logprobs": (0,)},
+    why={
+        "previous_response_id": "previous_response_id " + _STATEFUL,
+        "conversation": "A conversation " + _STATEFUL,
+        "background": "Background mode " + _STATEFUL,
+        "prompt": "Stored prompts are kept by OpenAI only; send the prompt's text as instructions.",
+        "truncation": "Automatic truncation is not available for this model.",
+        "top_logprobs": "Log probabilities are not translated for this model.",
+    },
+)
 # The Responses field each chat field comes from, to name the client's field when a further step
 # (chat -> messages) refuses the chat request. Chat message indices differ from input item indices
 # (instructions, merged function calls), so a message names the whole input.
@@ -94,7 +93,7 @@ class ResponsesToChat(Translation):
     upstream_path: str = "chat/completions"
 
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        _check_fields(payload)
+        _RULES.check(payload)
         out: dict[str, Any] = {"model": payload.get("model"), "messages": _messages(payload)}
         if payload.get("max_output_tokens") is not None:
             out["max_completion_tokens"] = payload["max_output_tokens"]
@@ -173,15 +172,6 @@ def client_param(chat_param: str | None) -> str | None:
         tool = re.match(r"tools(\[\d+\])?", chat_param)
         return tool.group(0) if tool else name
     return _CLIENT_FIELDS.get(name, name)
-
-
-def _check_fields(payload: dict[str, Any]) -> None:
-    for key, value in payload.items():
-        if value is None or key in _MAPPED or key in _DROPPED:
-            continue
-        if key in _HARMLESS and value in _HARMLESS[key]:
-            continue
-        raise Untranslatable(_WHY.get(key, f"'{key}' has no equivalent in the Chat Completions API."), key)
 
 
 def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:

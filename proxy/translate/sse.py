@@ -36,24 +36,31 @@ class SseReader:
 
     def __init__(self) -> None:
         self._buffer = b""
+        # Chunks with no line end yet: joined once one arrives, so a long line fed in small pieces
+        # costs linear time, not quadratic.
+        self._pending: list[bytes] = []
         self._name: str | None = None
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._pending.append(chunk)
+            return []
+        buffer = self._buffer + b"".join(self._pending) + chunk
+        self._pending = []
         # A trailing \r may be the first half of \r\n: keep it until the next byte decides.
-        cut = len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
-        text, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        lines = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        # The last piece has no line end yet; put it back in front of the held \r, if any.
-        self._buffer = lines.pop() + self._buffer
+        cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
+        lines = buffer[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        # The last piece has no line end yet; it waits in front of the held \r, if any.
+        self._buffer = lines.pop() + buffer[cut:]
         return [event for line in lines if (event := self._line(line)) is not None]
 
     def finish(self) -> list[Event]:
         """Events left at EOF: a last line without its end, an event without its blank line."""
-        rest = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        self._buffer = b""
-        events = [event for line in rest if (event := self._line(line)) is not None]
+        rest = self._buffer + b"".join(self._pending)
+        self._buffer, self._pending = b"", []
+        lines = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        events = [event for line in lines if (event := self._line(line)) is not None]
         if (last := self._line(b"")) is not None:
             events.append(last)
         return events
