@@ -3,7 +3,9 @@
 `compose(outer, inner)` serves `outer.client` from `inner.upstream`, where `outer.upstream` is
 `inner.client` (responses -> chat -> messages). Requests go through the outer translation, then the
 inner one; answers, streams and errors come back through the inner one, then the outer one. A stream
-is two translators in a row, the first one's output fed to the second.
+is two translators in a row, the first one's output fed to the second; the inner one is made for the
+middle request, which `stream()` translates again from the client's (so that request must be one
+`request()` accepted).
 
 An Untranslatable raised by the inner step names a field of the middle API, which the client never
 sent: `rename` maps it back to the client's field (None when there is no single one).

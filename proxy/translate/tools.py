@@ -22,6 +22,7 @@ from typing import Any
 
 from proxy.jsonbody import NotJson, parse_json
 from proxy.translate.base import Untranslatable
+from proxy.translate.fields import as_dict
 
 _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 _CHOICES_TO_ANTHROPIC = {"auto": "auto", "required": "any", "none": "none"}
@@ -57,8 +58,8 @@ def tool_choice_to_anthropic(choice: Any, parallel: Any) -> dict[str, Any] | Non
         return {"type": "auto", "disable_parallel_tool_use": True} if parallel is False else None
     if isinstance(choice, str) and choice in _CHOICES_TO_ANTHROPIC:
         result = {"type": _CHOICES_TO_ANTHROPIC[choice]}
-    elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
-        result = {"type": "tool", "name": choice["function"]["name"]}
+    elif isinstance(name := as_dict(as_dict(choice).get("function")).get("name"), str):
+        result = {"type": "tool", "name": name}
     else:
         raise Untranslatable("This tool_choice has no equivalent for this model.", "tool_choice")
     if parallel is False and result["type"] != "none":
