@@ -242,16 +242,45 @@ def finetune(
 def _training_record(row: dict[str, Any], style: str) -> dict[str, Any] | None:
     fmt = WIRE_FORMATS.get(row.get("route", ""))
     response = row.get("response")
-    if fmt is None or not isinstance(response, list) or not response:
+    if fmt is None or not isinstance(response, list | dict) or not response:
         return None
     answer = fmt.first_text(response)
     request = row.get("request")
     if style == "chat":
-        if not isinstance(request, list):
+        messages = _as_chat_messages(request)
+        if messages is None:
             return None
-        return {"messages": [*request, {"role": "assistant", "content": answer}]}
+        return {"messages": [*messages, {"role": "assistant", "content": answer}]}
     prompt = request if isinstance(request, str) else json.dumps(request)
     return {"prompt": prompt, "completion": answer}
+
+
+def _as_chat_messages(request: Any) -> list[dict[str, Any]] | None:
+    """A transcript's request as chat messages: chat's own list, or the Responses API's
+    `{instructions, input}` and Anthropic's `{system, messages}` with their texts joined per turn."""
+    if isinstance(request, list):
+        return request
+    if not isinstance(request, dict):
+        return None
+    system = request.get("instructions", request.get("system"))
+    turns = request.get("input", request.get("messages"))
+    messages: list[dict[str, Any]] = []
+    if _text(system):
+        messages.append({"role": "system", "content": _text(system)})
+    if isinstance(turns, str):
+        turns = [{"role": "user", "content": turns}]
+    for turn in turns if isinstance(turns, list) else ():
+        if isinstance(turn, dict) and turn.get("role") in ("system", "developer", "user", "assistant"):
+            role = "system" if turn["role"] == "developer" else turn["role"]
+            messages.append({"role": role, "content": _text(turn.get("content"))})
+    return messages or None
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else ()
+    return "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
 # -- sources -----------------------------------------------------------------------------------
