@@ -22,7 +22,7 @@ from proxy.errors import ProxyError, anthropic_error_body, error_body, error_res
 from proxy.formats import FORMATS, WireFormat, validation
 from proxy.gateway import governance
 from proxy.gateway.exchange import AppliedPolicy, Exchange
-from proxy.gateway.plans import Plans
+from proxy.gateway.plans import PASSED_HEADERS, Plans
 from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
 from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, T
@@ -75,7 +75,8 @@ class Forwarder:
                     code="recording_unavailable",
                 )
             raw = request.get_data(cache=False)
-            return self._forward(exchange, route, raw)
+            passed = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
+            return self._forward(exchange, route, raw, passed)
         except ProxyError as error:
             return self._fail(exchange, error)
         except RequestEntityTooLarge:
@@ -164,7 +165,7 @@ class Forwarder:
 
     # -- the flow ------------------------------------------------------------------------------
 
-    def _forward(self, exchange: Exchange, route: str, raw: bytes) -> Response:
+    def _forward(self, exchange: Exchange, route: str, raw: bytes, headers: Mapping[str, str]) -> Response:
         fmt = FORMATS[route]
         payload = validation.parse_json_object(raw)
         exchange.model = fmt.check(payload)
@@ -186,7 +187,9 @@ class Forwarder:
             exchange.prompt = None  # a blocked prompt (a leaked key, say) is not kept, even sealed
             raise
         raw, exchange.prompt = checked.body, checked.prompt
-        plans = Plans(fmt, payload, raw, self._stream_usage, streamed=exchange.streamed)
+        plans = Plans(
+            fmt, payload, raw, self._stream_usage, streamed=exchange.streamed, client_headers=headers
+        )
         if exchange.streamed:
             return self._stream(exchange, plans)
 

@@ -9,7 +9,7 @@ the same whichever upstream answers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from proxy.errors import ProxyError, bad_request
@@ -23,6 +23,10 @@ from proxy.upstreams.http import Upstream, UpstreamReply, UpstreamStream
 NATIVE_DEFAULT = frozenset({"chat.completions", "completions", "embeddings", "responses"})
 # The APIs a client's request may be translated to, in order of preference.
 _TARGETS = ("chat.completions", "messages")
+# Client headers an API needs passed on to an upstream that speaks it (beta features are opted into
+# this way); never credentials, which are the upstream's own.
+_PASSED_BY_API = {"messages": ("anthropic-beta",)}
+PASSED_HEADERS = frozenset(h for names in _PASSED_BY_API.values() for h in names)
 # Streams whose usage chunk Warden may ask for on its own behalf (and remove again).
 _USAGE_CHUNK_ROUTES = frozenset({"chat.completions", "completions"})
 
@@ -36,6 +40,7 @@ class Plans:
         stream_usage: dict[str, bool],
         *,
         streamed: bool,
+        client_headers: Mapping[str, str] | None = None,
     ) -> None:
         self._fmt = fmt
         self._payload = payload
@@ -46,14 +51,17 @@ class Plans:
         self._with_usage: bytes | None = None
         self._translations: dict[str, Translation | None] = {}
         self._refused: Untranslatable | None = None
+        api = getattr(fmt, "api", fmt.route)
+        headers = client_headers or {}
+        self._passed = {h: headers[h] for h in _PASSED_BY_API.get(api, ()) if h in headers}
 
-    def __call__(self, upstream: Upstream) -> tuple[str, bytes] | None:
+    def __call__(self, upstream: Upstream) -> tuple[str, bytes, Mapping[str, str]] | None:
         """The path and body for `upstream`, or None when it cannot serve this request."""
         apis = getattr(upstream, "apis", NATIVE_DEFAULT)
         fmt = self._fmt
         if fmt.route in apis or getattr(fmt, "api", None) in apis:
             self._translations[upstream.name] = None
-            return fmt.path, self._native_body(upstream.name)
+            return fmt.path, self._native_body(upstream.name), self._passed
         for target in _TARGETS:
             if target not in apis:
                 continue
@@ -69,7 +77,7 @@ class Plans:
                 self._refused = refused
                 return None
             self._translations[upstream.name] = found
-            return found.upstream_path, dumps(translated).encode()
+            return found.upstream_path, dumps(translated).encode(), {}
         return None
 
     def no_route(self, model: str) -> ProxyError:

@@ -7,7 +7,7 @@ the forwarder never hands it a callback that writes into the exchange.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Generic, TypeVar
@@ -44,8 +44,9 @@ class NoRoute(Exception):
     """None of the model's upstreams can serve this API (none speaks it, and none can be translated to)."""
 
 
-# An upstream -> what to send it (relative path, body), or None when it cannot serve the request.
-Plan = Callable[[Upstream], tuple[str, bytes] | None]
+# An upstream -> what to send it (relative path, body, client headers to pass on), or None when it
+# cannot serve the request.
+Plan = Callable[[Upstream], tuple[str, bytes, Mapping[str, str]] | None]
 
 
 class Router:
@@ -66,13 +67,21 @@ class Router:
     def complete(self, model: str, request_id: str, plan: Plan) -> Routed[UpstreamReply]:
         """`plan(upstream)`: the path and body for that upstream (its own API's, translated if needed)."""
         return self._route(
-            model, plan, lambda upstream, path, body: upstream.complete(path, body, request_id)
+            model,
+            plan,
+            lambda upstream, path, body, headers: upstream.complete(path, body, request_id, headers),
         )
 
     def stream(self, model: str, request_id: str, plan: Plan) -> Routed[UpstreamStream]:
-        return self._route(model, plan, lambda upstream, path, body: upstream.stream(path, body, request_id))
+        return self._route(
+            model,
+            plan,
+            lambda upstream, path, body, headers: upstream.stream(path, body, request_id, headers),
+        )
 
-    def _route(self, model: str, plan: Plan, call: Callable[[Upstream, str, bytes], T]) -> Routed[T]:
+    def _route(
+        self, model: str, plan: Plan, call: Callable[[Upstream, str, bytes, Mapping[str, str]], T]
+    ) -> Routed[T]:
         """Call the model's upstreams until one answers well.
 
         Connection failures are retried on the same upstream (`retries` times), then the next
@@ -88,12 +97,12 @@ class Router:
             raise NoRoute(model)
         last_failure: UpstreamFailure | None = None
         waited = 0.0
-        for index, (upstream, retries, (path, body)) in enumerate(candidates):
+        for index, (upstream, retries, (path, body, headers)) in enumerate(candidates):
             is_last = index == len(candidates) - 1
             for _ in range(retries + 1):
                 started = perf_counter()
                 try:
-                    result = call(upstream, path, body)
+                    result = call(upstream, path, body, headers)
                 except UpstreamFailure as failure:
                     waited += perf_counter() - started
                     last_failure = failure

@@ -7,7 +7,7 @@ signing requests (`anthropic.py`, `azure.py`) subclass it and change only `_auth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import ClassVar, Protocol
@@ -67,9 +67,13 @@ class Upstream(Protocol):
     # a request in another API has to be translated before it is sent here.
     apis: frozenset[str]
 
-    def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply: ...
+    def complete(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamReply: ...
 
-    def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream: ...
+    def stream(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamStream: ...
 
     def close(self) -> None: ...
 
@@ -119,12 +123,18 @@ class HttpUpstream:
         """Where `route` ("chat/completions") lives under the base URL, and the body to send there."""
         return route, body
 
-    def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply:
+    def complete(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamReply:
+        """`headers`: client headers the API needs passed on (e.g. `anthropic-beta`), never credentials."""
         timer = _WaitTimer()
         url, body = self._target(route, body)
         try:
             response = self._client.post(
-                url, content=body, headers={"x-request-id": request_id}, extensions={"trace": timer}
+                url,
+                content=body,
+                headers={**(headers or {}), "x-request-id": request_id},
+                extensions={"trace": timer},
             )
         except httpx.HTTPError as exc:
             raise self._failure(exc) from None
@@ -132,14 +142,16 @@ class HttpUpstream:
             response.status_code, relayed_headers(response.headers), response.content, timer.waited()
         )
 
-    def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
+    def stream(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamStream:
         timer = _WaitTimer()
         url, body = self._target(route, body)
         request = self._client.build_request(
             "POST",
             url,
             content=body,
-            headers={"x-request-id": request_id, "accept": "text/event-stream"},
+            headers={**(headers or {}), "x-request-id": request_id, "accept": "text/event-stream"},
             extensions={"trace": timer},
         )
         try:

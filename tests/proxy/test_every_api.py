@@ -202,6 +202,7 @@ def test_messages_json_with_the_anthropic_sdk(
     live: LiveWarden, fake_upstream: FakeUpstream, model: str
 ) -> None:
     raw = claude(live).messages.with_raw_response.create(
+        extra_headers={"anthropic-beta": "fake-feature-2025-01-01"},
         model=model,
         max_tokens=64,
         system=f"Answer {EMAIL}",
@@ -214,6 +215,7 @@ def test_messages_json_with_the_anthropic_sdk(
     if model == "claude-fake":
         assert path == "/v1/messages" and headers["x-api-key"] == "sk-ant-upstream-secret"
         assert "authorization" not in headers
+        assert headers["anthropic-beta"] == "fake-feature-2025-01-01", "beta opt-ins reach the provider"
     else:
         assert path == "/v1/chat/completions"
     row = live.row_for(raw.headers["x-warden-request-id"])

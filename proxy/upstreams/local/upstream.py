@@ -97,7 +97,9 @@ class OnnxUpstream:
 
     # -- the Upstream protocol ------------------------------------------------------------------------
 
-    def complete(self, route: str, body: bytes, request_id: str) -> UpstreamReply:
+    def complete(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamReply:
         started = perf_counter()
         try:
             call = self._parse(route, body)
@@ -142,7 +144,9 @@ class OnnxUpstream:
         # All of it is the model's time: there is no network, and Warden's work happens outside this call.
         return UpstreamReply(200, dict(JSON_HEADERS), _dumps(payload), perf_counter() - started)
 
-    def stream(self, route: str, body: bytes, request_id: str) -> UpstreamStream:
+    def stream(
+        self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamStream:
         started = perf_counter()
         try:
             call = self._parse(route, body)
