@@ -4,7 +4,8 @@ Starts a fake OpenAI upstream and `warden serve` (gunicorn gthread, ClickHouse l
 as separate processes on loopback, then drives both with a small asyncio HTTP/1.1 client at
 concurrency 1 and 32, JSON and streaming. Added latency = through Warden - direct, per percentile.
 
-    python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32] [--api chat|responses|messages]
+    python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32]
+                              [--api chat|responses|messages]
 """
 
 from __future__ import annotations
