@@ -9,7 +9,8 @@ streamed. The reply echoes the last user message (or a fixed text of `words` wor
     fake-garbage  200 with a non-JSON body fake-429/400/500  that HTTP error (Anthropic's shape on
     fake-cut      a stream that stops                          /v1/messages, OpenAI's elsewhere)
                   halfway (no [DONE], no completion event)
-    fake-tools    answers with a tool call when tools are sent
+    fake-tools    answers with a tool call when tools are sent, unless the last input is a tool's
+                  result: then with that result's text (an agent loop ends after one call)
 
 `server.requests` keeps (path, body, headers) of recent POSTs, for tests that check what arrived.
 

@@ -1,4 +1,7 @@
-"""The fake's OpenAI chat completions, (legacy) completions and embeddings."""
+"""The fake's OpenAI chat completions, (legacy) completions and embeddings.
+
+A chat model whose name ends with `tools` answers tool calls when tools are sent, unless the last message
+is a tool's result (`role: tool`): then it answers with that result's text."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from proxy.upstreams.fake.replies import (
     data_frame,
     logprob,
     split,
+    text_of,
 )
 
 
@@ -56,8 +60,19 @@ def _echo(body: dict[str, Any], chat: bool) -> str:
     return prompt if isinstance(prompt, str) else "hello"
 
 
+def _tool_result(body: dict[str, Any]) -> str | None:
+    """The text of the last message when it is a tool's result, else None."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if not isinstance(last, dict) or last.get("role") != "tool":
+        return None
+    return text_of(last.get("content"), ("text",)) or ""
+
+
 def _completion(body: dict[str, Any], behaviour: FakeBehaviour, chat: bool) -> Reply:
-    text = answer_text(behaviour, _echo(body, chat))
+    tools_model = chat and str(body.get("model", "")).endswith("tools")
+    result = _tool_result(body) if tools_model else None
+    text = answer_text(behaviour, _echo(body, chat)) if result is None else result
     pieces = split(text, behaviour.chunks)
     n = body.get("n") or 1
     prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "").split())
@@ -69,7 +84,7 @@ def _completion(body: dict[str, Any], behaviour: FakeBehaviour, chat: bool) -> R
         "prompt_tokens_details": {"cached_tokens": 0},
     }
     tool_call = None
-    if chat and body.get("tools") and str(body.get("model", "")).endswith("tools"):
+    if tools_model and result is None and body.get("tools"):
         function = body["tools"][0].get("function", {})
         tool_call = {
             "id": "call_1",

@@ -1,7 +1,8 @@
 """The fake's Anthropic Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`).
 
 The answer is one content block: text, or (model `fake-tools` with tools) a `tool_use` of the first
-tool with `{"text": <echo>}` as input. Streams follow Anthropic's event sequence exactly: message_start,
+tool with `{"text": <echo>}` as input; when the last message carries `tool_result` blocks, the tools
+model answers with their text instead. Streams follow Anthropic's event sequence exactly: message_start,
 content_block_start, ping, content_block_delta..., content_block_stop, message_delta, message_stop.
 """
 
@@ -25,14 +26,11 @@ from proxy.upstreams.fake.replies import (
 
 
 def create(body: dict[str, Any], behaviour: FakeBehaviour) -> Reply:
-    text = answer_text(behaviour, _echo(body))
+    tools_model = str(body.get("model", "")).endswith("tools")
+    result = _tool_result(body) if tools_model else None
+    text = answer_text(behaviour, _echo(body)) if result is None else result
     tools = body.get("tools")
-    if (
-        str(body.get("model", "")).endswith("tools")
-        and isinstance(tools, list)
-        and tools
-        and isinstance(tools[0], dict)
-    ):
+    if tools_model and result is None and isinstance(tools, list) and tools and isinstance(tools[0], dict):
         block: dict[str, Any] = {
             "type": "tool_use",
             "id": f"toolu_{uuid.uuid4().hex[:24]}",
@@ -110,6 +108,19 @@ def _echo(body: dict[str, Any]) -> str:
             if text is not None:
                 return text
     return "hello"
+
+
+def _tool_result(body: dict[str, Any]) -> str | None:
+    """The text of the `tool_result` blocks of the last message, or None when it has none."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if not isinstance(content, list):
+        return None
+    results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+    if not results:
+        return None
+    return "".join(text_of(b.get("content"), ("text",)) or "" for b in results)
 
 
 def _input_tokens(body: dict[str, Any]) -> int:

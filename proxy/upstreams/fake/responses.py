@@ -1,8 +1,10 @@
 """The fake's OpenAI Responses API (`POST /v1/responses`): a Response object, or its typed event stream.
 
 The answer is one output item: a message with one `output_text` part, or (model `fake-tools` with tools)
-a `function_call` to the first tool with `{"text": <echo>}` as arguments. Streams carry the events the
-official SDK accumulates, each with a `sequence_number`, and end with `response.completed` (no [DONE]).
+a `function_call` to the first tool with `{"text": <echo>}` as arguments; when the last input item is a
+`function_call_output`, the tools model answers with that output's text instead, as a model would once
+its tool has answered. Streams carry the events the official SDK accumulates, each with a
+`sequence_number`, and end with `response.completed` (no [DONE]).
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 def respond(body: dict[str, Any], behaviour: FakeBehaviour) -> Reply:
-    text = answer_text(behaviour, _echo(body))
+    tools_model = str(body.get("model", "")).endswith("tools")
+    result = _tool_result(body) if tools_model else None
+    text = answer_text(behaviour, _echo(body)) if result is None else result
     pieces = split(text, behaviour.chunks)
     include = body.get("include")
     with_logprobs = isinstance(include, list) and LOGPROBS_INCLUDE in include
-    tool = _first_tool(body) if str(body.get("model", "")).endswith("tools") else None
+    tool = _first_tool(body) if tools_model and result is None else None
     if tool is not None:
         arguments = json.dumps({"text": text})
         item: dict[str, Any] = {
@@ -167,6 +171,15 @@ def _echo(body: dict[str, Any]) -> str:
             if text is not None:
                 return text
     return "hello"
+
+
+def _tool_result(body: dict[str, Any]) -> str | None:
+    """The text of the last input item when it is a `function_call_output`, else None."""
+    given = body.get("input")
+    last = given[-1] if isinstance(given, list) and given else None
+    if not isinstance(last, dict) or last.get("type") != "function_call_output":
+        return None
+    return text_of(last.get("output"), ("input_text", "output_text", "text")) or ""
 
 
 def _first_tool(body: dict[str, Any]) -> str | None:

@@ -199,6 +199,56 @@ def test_messages_tool_use(claude: anthropic.Anthropic) -> None:
     assert block.type == "tool_use" and block.input == {"text": "use lookup"}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_tools_models_answer_a_tool_result_with_its_text(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, stream: bool
+) -> None:
+    """An agent loop ends: once the last input is a tool's result, the tools model answers with its text."""
+    responses_input = [
+        {"role": "user", "content": "use lookup"},
+        {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found it"},
+    ]
+    chat_messages = [
+        {"role": "user", "content": "use lookup"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "found it"},
+    ]  # fmt: skip
+    claude_messages = [
+        {"role": "user", "content": "use lookup"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "found it"}]},
+    ]
+    chat_tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    if stream:
+        with oai.responses.stream(model="fake-tools", input=responses_input, tools=[TOOL]) as events:
+            response = events.get_final_response()
+        chunks = oai.chat.completions.create(
+            model="fake-tools", messages=chat_messages, tools=[chat_tool], stream=True
+        )
+        chat_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        with claude.messages.stream(
+            model="fake-tools", max_tokens=50, messages=claude_messages, tools=[CLAUDE_TOOL]
+        ) as s:
+            message = s.get_final_message()
+    else:
+        response = oai.responses.create(model="fake-tools", input=responses_input, tools=[TOOL])
+        completion = oai.chat.completions.create(
+            model="fake-tools", messages=chat_messages, tools=[chat_tool]
+        )
+        assert completion.choices[0].finish_reason == "stop"
+        chat_text = completion.choices[0].message.content
+        message = claude.messages.create(
+            model="fake-tools", max_tokens=50, messages=claude_messages, tools=[CLAUDE_TOOL]
+        )
+    assert [item.type for item in response.output] == ["message"] and response.output_text == "found it"
+    assert chat_text == "found it"
+    assert message.stop_reason == "end_turn" and [b.type for b in message.content] == ["text"]
+    assert message.content[0].text == "found it"
+
+
 def test_count_tokens_and_models(claude: anthropic.Anthropic, oai: openai.OpenAI) -> None:
     counted = claude.messages.count_tokens(
         model="claude-fake", messages=[{"role": "user", "content": "count these three"}]
