@@ -133,6 +133,12 @@ class ResponsesFormat:
             yield _piece((oi, ci), event, "refusal", whole=True, field="refusal")
         elif kind == "response.function_call_arguments.done":
             yield _piece((oi, "args"), event, "arguments", whole=True, field="arguments", json_text=True)
+        elif kind == "response.reasoning_summary_text.delta":
+            channel = (oi, "summary", event.get("summary_index", 0))
+            yield _piece(channel, event, "delta", field="reasoning")
+        elif kind == "response.reasoning_summary_text.done":
+            channel = (oi, "summary", event.get("summary_index", 0))
+            yield _piece(channel, event, "text", whole=True, field="reasoning")
         elif kind in ("response.content_part.added", "response.content_part.done"):
             part = event.get("part")
             if isinstance(part, dict):
@@ -290,6 +296,10 @@ def _item_pieces(position: int, item: dict[str, Any], *, whole: bool) -> Iterato
         for ci, part in enumerate(item.get("content") or ()):
             if isinstance(part, dict):
                 yield from _part_pieces((position, ci), part, whole=whole)
+    elif kind == "reasoning" and whole:
+        for si, part in enumerate(item.get("summary") or ()):
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield _piece((position, "summary", si), part, "text", whole=True, field="reasoning")
     elif kind == "function_call" and isinstance(item.get("arguments"), str) and (whole or item["arguments"]):
         yield _piece((position, "args"), item, "arguments", whole=whole, field="arguments", json_text=True)
 

@@ -234,3 +234,53 @@ def test_streamed_logprobs_never_carry_a_changed_text(policy: CompiledPolicy) ->
         choice = e["choices"][0] if e["choices"] else {}
         if choice.get("logprobs"):
             assert choice["logprobs"]["content"][0]["token"] == choice["delta"]["content"]
+
+
+def test_every_repeat_of_a_responses_text_is_what_was_released(policy: CompiledPolicy) -> None:
+    """Text deltas, reasoning summary deltas, and the `.done`, `output_item.done` and `response.completed`
+    copies of both: none of them may carry the card the output rule masks."""
+    text, summary = "pay with 4111 1111 1111 1111 today", "user card 4111 1111 1111 1111 seen"
+    message = {
+        "type": "message",
+        "id": "m",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text}],
+    }
+    reasoning = {"type": "reasoning", "id": "rs", "summary": [{"type": "summary_text", "text": summary}]}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}},
+        *(
+            {
+                "type": "response.reasoning_summary_text.delta",
+                "output_index": 0,
+                "summary_index": 0,
+                "delta": w,
+            }
+            for w in summary.split(" ")
+            for w in [w + " "]
+        ),
+        {
+            "type": "response.reasoning_summary_text.done",
+            "output_index": 0,
+            "summary_index": 0,
+            "text": summary,
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning},
+        *(
+            {"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": w + " "}
+            for w in text.split(" ")
+        ),
+        {"type": "response.output_text.done", "output_index": 1, "content_index": 0, "text": text},
+        {"type": "response.output_item.done", "output_index": 1, "item": message},
+        {
+            "type": "response.completed",
+            "response": {"id": "r", "status": "completed", "output": [reasoning, message]},
+        },
+    ]
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+    out = relay_all(policy, "responses", sse(events, typed=True), [])
+    dumped = json.dumps(out)
+    assert "4111" not in dumped and dumped.count("<CREDIT_CARD_1>") >= 6
+    final = out[-1]["response"]["output"]
+    assert final[1]["content"][0]["text"].strip() == "pay with <CREDIT_CARD_1> today"
