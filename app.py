@@ -24,6 +24,7 @@ from policies.scanners import ScannerUnavailable
 from policies.store import PolicyStore
 from proxy import web_headers
 from proxy.compliance.crypto import KeyRing, load_kek
+from proxy.compliance.export_jobs import ExportJobs
 from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
 from proxy.gateway.forwarder import Forwarder
@@ -58,6 +59,7 @@ class Services:
     metrics: Metrics
     policies: PolicyStore
     local_engines: list[Any]
+    exports: ExportJobs
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -76,6 +78,7 @@ class Services:
         return audit.entries(self.db, tenant=tenant, limit=limit)
 
     def close(self) -> None:
+        self.exports.close()
         self.sink.close()
         self.router.close()
         for local in self.local_engines:
@@ -167,6 +170,7 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         metrics=metrics,
         policies=policies,
         local_engines=list(engines.values()),
+        exports=ExportJobs(Path(settings.exports.dir)),
     )
 
 

@@ -162,10 +162,28 @@ def sweep(exports_dir: Path, *, keep: timedelta, tenant: str | None = None) -> l
     cutoff = datetime.now(UTC) - keep
     removed = []
     for directory in exports_dir.glob("exp_*"):
+        if not directory.is_dir():
+            continue
         made, owner = _made_and_owner(directory)
         if (tenant is not None and owner == tenant) or (tenant is None and made < cutoff):
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory.name)
+    # A background export's status record goes with its export; on erasure, a running export of the
+    # tenant goes too (it has no manifest yet, only its record says whose it is).
+    for record in exports_dir.glob("exp_*.status.json"):
+        export_id = record.name.removesuffix(".status.json")
+        try:
+            owner = json.loads(record.read_text()).get("tenant")
+            made = datetime.fromtimestamp(record.stat().st_mtime, UTC)
+        except (OSError, ValueError, AttributeError):
+            owner, made = None, datetime.now(UTC)
+        if tenant is not None and owner == tenant:
+            shutil.rmtree(exports_dir / export_id, ignore_errors=True)
+        elif not (export_id in removed or (tenant is None and made < cutoff)):
+            continue
+        record.unlink(missing_ok=True)
+        if export_id not in removed:
+            removed.append(export_id)
     return removed
 
 
@@ -286,6 +304,10 @@ def _text(content: Any) -> str:
 # -- sources -----------------------------------------------------------------------------------
 
 
+# Rows per block read from ClickHouse: what an export holds in memory at a time.
+_BLOCKS = {"max_block_size": 1000}
+
+
 def _scope_clause(spec: ExportSpec) -> tuple[str, dict[str, Any]]:
     clause = "tenant = {tenant:String} AND ts >= {since:DateTime64(3, 'UTC')} "
     clause += "AND ts < {until:DateTime64(3, 'UTC')}"
@@ -299,7 +321,7 @@ def _scope_clause(spec: ExportSpec) -> tuple[str, dict[str, Any]]:
 def _requests(clickhouse: Any, spec: ExportSpec) -> Iterable[dict[str, Any]]:
     clause, params = _scope_clause(spec)
     with clickhouse.query_row_block_stream(
-        f"SELECT * FROM requests FINAL WHERE {clause} ORDER BY ts", parameters=params
+        f"SELECT * FROM requests FINAL WHERE {clause} ORDER BY ts", parameters=params, settings=_BLOCKS
     ) as stream:
         names = stream.source.column_names
         for block in stream:
@@ -308,53 +330,67 @@ def _requests(clickhouse: Any, spec: ExportSpec) -> Iterable[dict[str, Any]]:
 
 
 def _audit(db: sessionmaker[Session], spec: ExportSpec) -> Iterable[dict[str, Any]]:
+    # Read in pages, not the tenant's whole log at once; the time window is checked on the aware value
+    # (SQLite hands naive datetimes back).
     with db() as session:
-        rows = (
-            session.execute(
-                select(AuditEntry).where(AuditEntry.tenant == spec.tenant).order_by(AuditEntry.seq)
-            )
-            .scalars()
-            .all()
-        )
-    for entry in rows:
-        at = as_utc(entry.at)
-        if at is None or not spec.since <= at < spec.until:
-            continue
-        yield {
-            "seq": entry.seq,
-            "at": at,
-            "actor": entry.actor,
-            "action": entry.action,
-            "target": entry.target,
-            "outcome": entry.outcome,
-            "ip": entry.ip,
-            "before": entry.before,
-            "after": entry.after,
-            "hash": entry.hash,
-            "prev_hash": entry.prev_hash,
-        }
+        rows = session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.tenant == spec.tenant)
+            .order_by(AuditEntry.seq)
+            .execution_options(yield_per=500)
+        ).scalars()
+        for entry in rows:
+            at = as_utc(entry.at)
+            if at is None or not spec.since <= at < spec.until:
+                continue
+            yield {
+                "seq": entry.seq,
+                "at": at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "target": entry.target,
+                "outcome": entry.outcome,
+                "ip": entry.ip,
+                "before": entry.before,
+                "after": entry.after,
+                "hash": entry.hash,
+                "prev_hash": entry.prev_hash,
+            }
 
 
 def _transcripts(
     clickhouse: Any, keyring: KeyRing, spec: ExportSpec, *, model: str | None = None, ok_only: bool = False
 ) -> Iterable[dict[str, Any]]:
+    """Decrypted one block at a time: an export holds one block of transcripts in memory, never all."""
     clause, params = _scope_clause(spec)
-    rows = clickhouse.query(
+    with clickhouse.query_row_block_stream(
         "SELECT request_id, team, ts, key_id, nonce, ciphertext FROM transcripts FINAL "
         f"WHERE {clause} ORDER BY ts",
         parameters=params,
+        settings=_BLOCKS,
         column_formats=BINARY,
-    ).result_rows
-    for request_id, team, ts, key_id, nonce, ciphertext in rows:
-        try:
-            content = keyring.open(spec.tenant, request_id, ts, Sealed(key_id, nonce, ciphertext))
-        except CryptoError as exc:
-            if ok_only:
-                continue
-            content = {"unreadable": str(exc)}
-        if model is not None and content.get("model") != model:
-            continue
-        yield {"request_id": str(request_id), "team": team, "ts": ts, **content}
+    ) as stream:
+        for block in stream:
+            for request_id, team, ts, key_id, nonce, ciphertext in block:
+                try:
+                    content = keyring.open(spec.tenant, request_id, ts, Sealed(key_id, nonce, ciphertext))
+                except CryptoError as exc:
+                    if ok_only:
+                        continue
+                    content = {"unreadable": str(exc)}
+                if model is not None and content.get("model") != model:
+                    continue
+                # The same columns on every row, so a columnar file can be written block by block.
+                yield {
+                    "request_id": str(request_id),
+                    "team": team,
+                    "ts": ts,
+                    **{key: content.get(key) for key in _TRANSCRIPT_FIELDS},
+                    **{k: v for k, v in content.items() if k not in _TRANSCRIPT_FIELDS},
+                }
+
+
+_TRANSCRIPT_FIELDS = ("route", "model", "request", "response", "unreadable")
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -366,18 +402,7 @@ def _write(
     path = out / f"{name}.{fmt}"
     count = 0
     if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        # Nested values as JSON text: transcripts differ in shape from row to row.
-        batch = [
-            {k: json.dumps(v) if isinstance(v, dict | list) else _cell(v) for k, v in row.items()}
-            for row in rows
-        ]
-        count = len(batch)
-        pq.write_table(pa.Table.from_pylist(batch) if batch else pa.table({}), path)
-        if progress:
-            progress(name, count)
+        count = _write_parquet(path, name, rows, progress)
     else:
         with path.open("w", encoding="utf-8", newline="") as handle:
             writer: csv.DictWriter[str] | None = None
@@ -401,6 +426,56 @@ def _write(
             if progress:
                 progress(name, count % 1000)
     return {"name": path.name, "rows": count, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+_PARQUET_BATCH = 500
+
+
+def _write_parquet(path: Path, name: str, rows: Iterable[dict[str, Any]], progress: Progress | None) -> int:
+    """Row groups of `_PARQUET_BATCH` rows, so memory stays bounded whatever the export's size. The first
+    batch fixes the schema; a column that is empty there is written as text (its type is unknown)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer: Any = None
+    schema: Any = None
+    as_text: set[str] = set()
+    count = 0
+
+    def flush(batch: list[dict[str, Any]]) -> None:
+        nonlocal writer, schema
+        if writer is None:
+            inferred = pa.Table.from_pylist(batch).schema
+            as_text.update(f.name for f in inferred if pa.types.is_null(f.type))
+            schema = pa.schema([pa.field(f.name, pa.string()) if f.name in as_text else f for f in inferred])
+            writer = pq.ParquetWriter(path, schema)
+        for row in batch:
+            for key in as_text:
+                if row.get(key) is not None:
+                    row[key] = str(row[key])
+        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        if progress:
+            progress(name, len(batch))
+
+    batch: list[dict[str, Any]] = []
+    try:
+        for row in rows:
+            # Nested values as JSON text: transcripts differ in shape from row to row.
+            batch.append(
+                {k: json.dumps(v) if isinstance(v, dict | list) else _cell(v) for k, v in row.items()}
+            )
+            count += 1
+            if len(batch) == _PARQUET_BATCH:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        pq.write_table(pa.table({}), path)
+    return count
 
 
 def _cell(value: Any) -> Any:

@@ -19,7 +19,16 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, send_fi
 from analytics.access import Actor, Binding, Permission, Scope, allows, can_grant, require, scope_for
 from analytics.queries import FilterError, parse_time
 from proxy.compliance.erasure import erase
-from proxy.compliance.exports import ExportError, ExportSpec, expired, export, signing_key, sweep
+from proxy.compliance.export_jobs import read_status
+from proxy.compliance.exports import (
+    ExportError,
+    ExportSpec,
+    Progress,
+    expired,
+    export,
+    signing_key,
+    sweep,
+)
 from proxy.db import utcnow
 from proxy.errors import access_error
 from proxy.identity import audit
@@ -381,24 +390,57 @@ def create_export() -> tuple[Response, int]:
         with_transcripts,
         audit_log=allows(actor, Permission.AUDIT_READ),
     )
+    background = payload.get("background", False)
+    if not isinstance(background, bool):
+        raise BadInput("field 'background' must be true or false")
+    exports_dir = Path(services.settings.exports.dir)
     # Old exports go as new ones come: no scheduler needed for `exports.keep_days`.
-    sweep(Path(services.settings.exports.dir), keep=timedelta(days=services.settings.exports.keep_days))
+    sweep(exports_dir, keep=timedelta(days=services.settings.exports.keep_days))
     try:
         spec.check()
-        manifest = export(
+        key = signing_key(Path(services.settings.exports.signing_key))
+    except ExportError as exc:
+        raise BadInput(str(exc)) from None
+    label, ip = actor_label(actor), client_ip()
+
+    def run(progress: Progress) -> dict[str, Any]:
+        return export(
             spec,
-            Path(services.settings.exports.dir) / export_id,
+            exports_dir / export_id,
             clickhouse=services.clickhouse(),
             db=services.db,
             keyring=services.keyring,
-            key=signing_key(Path(services.settings.exports.signing_key)),
-            actor=actor_label(actor),
-            ip=client_ip(),
+            key=key,
+            actor=label,
+            ip=ip,
             reason=reason,
+            progress=progress,
         )
+
+    if background:
+        # A large export would hold a serving thread for minutes: it runs in the export pool instead.
+        status = services.exports.start(export_id, actor.tenant, teams, run)
+        return jsonify({**status, "status_url": f"/api/exports/{export_id}"}), 202
+    try:
+        manifest = run(lambda _name, _rows: None)
     except ExportError as exc:
         raise BadInput(str(exc)) from None
     return jsonify(manifest), 201
+
+
+@bp.get("/exports/<export_id>")
+@requires(Permission.EXPORTS_CREATE)
+def export_status(export_id: str) -> Response:
+    """A background export's progress (rows written per file) and outcome; other tenants' are 404."""
+    status = None
+    if re.fullmatch(r"exp_[0-9a-f]{16}", export_id):
+        status = read_status(Path(_services().settings.exports.dir), export_id)
+    actor = _actor()
+    if status is None or status.get("tenant") != actor.tenant:
+        raise IdentityError("no such export", 404)
+    for team in status.get("teams") or [None]:
+        require(actor, Permission.EXPORTS_CREATE, team)
+    return jsonify(status)
 
 
 @bp.get("/exports/<export_id>/<name>")

@@ -49,6 +49,7 @@ EXPECTED = {
     ("POST", "/api/erasure"): "data:erase",
     ("POST", "/api/exports"): "exports:create",
     ("GET", "/api/exports/<export_id>/<name>"): "exports:create",
+    ("GET", "/api/exports/<export_id>"): "exports:create",
     ("GET", "/dashboards/plotly.min.js"): "dashboards:read",
     ("POST", "/v1/warden/evaluate"): "policies:read",
     ("GET", "/api/policies"): "policies:read",

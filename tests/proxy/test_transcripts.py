@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,6 +288,56 @@ def test_team_exports_leave_out_the_tenant_audit_log(live: LiveWarden) -> None:
     assert "beta-secret-project" in (directory / "audit_log.jsonl").read_text()
 
 
+def test_background_export_reports_progress_and_is_tenant_scoped(live: LiveWarden, tmp_path: Path) -> None:
+    """A large export need not hold a serving thread: `background: true` answers 202 at once, the status
+    shows rows written per file and then the files, and only the exporter's tenant and teams see it."""
+    for n in range(3):
+        chat(live, live.create_key("alpha"), f"background {n}")
+    live.services.sink.flush(20)
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    window = {"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    assert admin.post("/api/exports", json={**window, "background": "yes"}).status_code == 400
+    started = admin.post(
+        "/api/exports",
+        json={
+            **window,
+            "teams": ["alpha"],
+            "transcripts": True,
+            "reason": "background review",
+            "background": True,
+        },
+    )
+    assert started.status_code == 202, started.text
+    body = started.json()
+    assert (
+        body["state"] in ("queued", "running", "done") and body["status_url"] == f"/api/exports/{body['id']}"
+    )
+    deadline = time.monotonic() + 20
+    status = body
+    while status["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = admin.get(body["status_url"]).json()
+    assert status["state"] == "done", status
+    assert {f["name"]: f["rows"] for f in status["files"]} == {
+        "requests.jsonl": 3,
+        "audit_log.jsonl": status["rows"]["audit_log"],
+        "transcripts.jsonl": 3,
+    }
+    assert status["rows"]["requests"] == 3 and status["rows"]["transcripts"] == 3
+    assert admin.get(f"/api/exports/{body['id']}/transcripts.jsonl").status_code == 200
+    live.services.directory.create_user(
+        "beta-analyst", PASSWORD, Change("cli:test", "default"), (Binding("analyst", "beta"),)
+    )
+    beta = sign_in(live.root, "beta-analyst")  # type: ignore[attr-defined]
+    assert beta.get(body["status_url"]).status_code == 403, "an alpha export is not beta's to watch"
+    assert admin.get("/api/exports/exp_0000000000000000").status_code == 404
+    assert admin.get("/api/exports/../../etc").status_code == 404
+    # Erasure takes the background export and its record with it.
+    assert admin.post("/api/erasure", json={"all_of_tenant": True}).status_code == 200
+    assert admin.get(body["status_url"]).status_code == 404
+    assert not (Path(live.settings.exports.dir) / body["id"]).exists()
+
+
 def test_metrics_expose_the_pipeline(live: LiveWarden) -> None:
     chat(live, live.create_key("alpha"), "count me")
     live.services.sink.flush(20)
@@ -367,3 +419,49 @@ def test_exports_expire_are_erased_and_downloads_are_audited(live: LiveWarden) -
     erased = admin.post("/api/erasure", json={"subject": "subject-1"})
     assert erased.status_code == 200 and erased.json()["exports_deleted"] == 1
     assert not kept.exists()
+
+
+ROWS = 9000
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_export_memory_stays_bounded_whatever_its_size(live: LiveWarden, tmp_path: Path, fmt: str) -> None:
+    """Transcripts are read, decrypted and written a block at a time: the export's peak memory is a small
+    fraction of what it writes (it used to hold every transcript at once)."""
+    from datetime import UTC, datetime, timedelta
+
+    from analytics.events import TRANSCRIPT_COLUMNS
+    from proxy.compliance.exports import ExportSpec, export, signing_key
+
+    keyring, start = live.services.keyring, datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for n in range(ROWS):
+        request_id, ts = uuid.uuid4(), start + timedelta(seconds=n)
+        content = {
+            "route": "chat.completions",
+            "model": "m",
+            "request": [{"role": "user", "content": "x" * 2000}],
+        }
+        sealed = keyring.seal("default", "", request_id, ts, content)
+        rows.append(
+            ("default", "alpha", request_id, ts, "", sealed.key_id, sealed.nonce, sealed.ciphertext, 0)
+        )
+    live.services.clickhouse().insert("transcripts", rows, column_names=list(TRANSCRIPT_COLUMNS))
+    spec = ExportSpec("default", start, start + timedelta(days=1), fmt, None, True)
+    tracemalloc.start()
+    try:
+        manifest = export(
+            spec,
+            tmp_path / f"big-{fmt}",
+            clickhouse=live.services.clickhouse(),
+            db=live.services.db,
+            keyring=keyring,
+            key=signing_key(Path(live.settings.exports.signing_key)),
+            actor="test",
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    written = {f["name"]: f for f in manifest["files"]}[f"transcripts.{fmt}"]
+    assert written["rows"] == ROWS
+    assert peak < ROWS * 2_000 / 4, f"peak {peak / 1e6:.1f} MB for {ROWS * 2000 / 1e6:.0f} MB of transcripts"
