@@ -216,15 +216,19 @@ class KeyRing:
             if cached is not None and cached[0] > now:
                 self._current.move_to_end((tenant, subject_hash))
                 return cached[1], cached[2]
+        charged = False  # one new subject is one unit of quota, however many creation races it loses
         for _ in range(3):
             try:
                 found = self._latest(tenant, subject_hash)
-                if found is None and subject_hash and caller and not self._may_create(caller, now):
-                    log.warning(
-                        "API key %s used its hourly quota of new subject keys: sealing under the tenant key",
-                        caller,
-                    )
-                    return self._current_key(tenant, "")
+                if found is None and subject_hash and caller and not charged:
+                    if not self._may_create(caller, now):
+                        log.warning(
+                            "API key %s used its hourly quota of new subject keys: sealing under the "
+                            "tenant key",
+                            caller,
+                        )
+                        return self._current_key(tenant, "")
+                    charged = True
                 key_id, aead = found or self._create_first(tenant, subject_hash)
                 break
             except IntegrityError:

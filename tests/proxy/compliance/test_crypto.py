@@ -65,3 +65,27 @@ def test_the_current_key_cache_is_bounded(live: LiveWarden, monkeypatch: pytest.
         sealed = keyring.seal("default", f"subject{i:02d}", uuid.uuid4(), now, {"n": i}, caller=f"key{i}")
         assert sealed.key_id
     assert len(keyring._current) <= 4
+
+
+def test_a_lost_creation_race_costs_one_unit_of_quota(
+    live: LiveWarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process creating the same subject's first key at the same moment makes this one retry:
+    the retry must not count the subject against the caller's quota a second time."""
+    from sqlalchemy.exc import IntegrityError
+
+    keyring = live.services.keyring
+    create = keyring._create_first
+    raced: list[str] = []
+
+    def lose_once(tenant: str, subject_hash: str) -> tuple[str, object]:
+        if subject_hash not in raced:
+            raced.append(subject_hash)
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return create(tenant, subject_hash)
+
+    monkeypatch.setattr(keyring, "_create_first", lose_once)
+    now = datetime.now(UTC)
+    for i in range(3):
+        keyring.seal("default", f"racer{i}", uuid.uuid4(), now, {"n": i}, caller="key-race")
+    assert subject_keys(live) == 3, "three subjects fit a quota of three, races or not"
