@@ -396,6 +396,43 @@ def audit_verify(config_path: Path | None) -> None:
     click.echo(f"audit log intact: {report.rows} rows")
 
 
+@audit_group.command("list")
+@config_option
+@click.option("--tenant", help="Only this tenant's rows.")
+@click.option(
+    "--system", is_flag=True, help="Only the system log: sign-ins naming no account, floods from an address."
+)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+def audit_list(config_path: Path | None, tenant: str | None, system: bool, limit: int) -> None:
+    """Print the newest audit rows as JSON lines, newest first (every tenant's, unless narrowed).
+
+    The system log is in no tenant's view, so this is where the installation's operator reads it."""
+    from proxy.identity import audit
+
+    if system and tenant is not None:
+        raise click.UsageError("give at most one of --tenant and --system")
+    rows = audit.entries(
+        _directory(config_path).sessions, tenant=audit.SYSTEM if system else tenant, limit=limit
+    )
+    for row in rows:
+        click.echo(
+            json.dumps(
+                {
+                    "seq": row.seq,
+                    "at": row.at.isoformat(),
+                    "tenant": row.tenant or None,
+                    "actor": row.actor,
+                    "action": row.action,
+                    "target": row.target,
+                    "outcome": row.outcome,
+                    "ip": row.ip,
+                    "before": row.before,
+                    "after": row.after,
+                }
+            )
+        )
+
+
 # -- transcripts: keys, erasure, exports --------------------------------------------------------
 
 
