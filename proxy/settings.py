@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import yaml
 
@@ -99,6 +99,9 @@ class ServerSettings:
 class StorageSettings:
     database_url: str = "sqlite:///var/warden.db"
     clickhouse_url: str = "chdb:///var/clickhouse"
+    # The password of an http(s) ClickHouse, kept out of the URL: the password itself, env:VAR or
+    # file:PATH (e.g. the file `warden clickhouse-serve` writes).
+    clickhouse_password: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,7 +537,27 @@ class _Builder:
             raise self.fail(("storage", "clickhouse_url"), "must be chdb:///PATH or http(s)://HOST:PORT/DB")
         if scheme == "chdb":
             ch = "chdb://" + _local_path(ch[len("chdb://") :], ("storage", "clickhouse_url"), self)
-        return StorageSettings(database_url=db, clickhouse_url=ch)
+        if storage.clickhouse_password is not None:
+            ch = self.with_clickhouse_password(ch, storage.clickhouse_password)
+        return StorageSettings(
+            database_url=db, clickhouse_url=ch, clickhouse_password=storage.clickhouse_password
+        )
+
+    def with_clickhouse_password(self, url: str, reference: str) -> str:
+        """`url` with the password in it, which is how clickhouse-connect takes it. Resolved even when
+        secrets are not: every command that reaches storage needs it, unlike upstream keys."""
+        path = ("storage", "clickhouse_password")
+        parsed = urlparse(url)
+        if parsed.scheme == "chdb":
+            raise self.fail(path, "is for an http(s) clickhouse_url; in-process chDB has none")
+        if parsed.password is not None:
+            raise self.fail(path, "give the password here or in clickhouse_url, not both")
+        password = self.secret(reference, path, always=True)
+        assert password is not None
+        user = quote(unquote(parsed.username or "default"), safe="")
+        return parsed._replace(
+            netloc=f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+        ).geturl()
 
     def upstreams(self, raw: Any) -> tuple[UpstreamSettings, ...]:
         if raw is None:
@@ -649,12 +672,12 @@ class _Builder:
             ),
         )
 
-    def secret(self, value: Any, path: tuple[str | int, ...]) -> str | None:
+    def secret(self, value: Any, path: tuple[str | int, ...], *, always: bool = False) -> str | None:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(path, "must be a string: the key itself, env:VARIABLE or file:PATH")
-        if not self.resolve_secrets:
+        if not self.resolve_secrets and not always:
             return value
         if value.startswith("env:"):
             variable = value[4:]

@@ -711,12 +711,19 @@ def fake_upstream(port: int, delay_ms: float, chunks: int, words: int, chunk_del
     "--path", type=click.Path(file_okay=False, path_type=Path), required=True, help="chDB data dir."
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8123, show_default=True)
-def clickhouse_serve(path: Path, port: int) -> None:
-    """Serve a chDB data directory as a ClickHouse HTTP endpoint on 127.0.0.1 (no password)."""
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Password of user `default` (made, mode 0600, if absent). Default: PATH.password beside the "
+    "data directory; $WARDEN_CLICKHOUSE_PASSWORD wins.",
+)
+def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
+    """Serve a chDB data directory as a ClickHouse HTTP endpoint on 127.0.0.1, behind a password."""
     from analytics import chdb_server
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    chdb_server.main(["--path", str(path), "--port", str(port)])
+    extra = ["--password-file", str(password_file)] if password_file else []
+    chdb_server.main(["--path", str(path), "--port", str(port), *extra])
 
 
 def _register() -> None:
