@@ -82,6 +82,9 @@ class UpstreamSettings:
     max_tokens: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Its models run on hardware the operator already pays for: no per-token cost unless `prices`
+    # names the model (rows record cost 0, known, instead of "unknown price"). Default: onnx only.
+    self_hosted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +585,8 @@ class _Builder:
                 if key in item and up.type != only:
                     raise self.fail((*path, key), f"applies to type {only} only, not {up.type}")
             self.check_apis(up, "apis" in item, path)
+            if "self_hosted" not in item:
+                up = replace(up, self_hosted=up.type == "onnx")
             up = self.local_model(up, path) if up.type == "onnx" else self.http_upstream(up, path)
             if not up.models:
                 raise self.fail((*path, "models"), "is required (at least one model name)")
@@ -663,6 +668,7 @@ class _Builder:
             UpstreamSettings(
                 name="local",
                 type="onnx",
+                self_hosted=True,
                 models=("local", *demo.models),
                 path=str(folder.resolve()),
                 provider=demo.provider,

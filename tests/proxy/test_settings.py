@@ -164,3 +164,12 @@ def test_the_clickhouse_password_comes_from_a_file_even_when_secrets_stay_unreso
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_settings(write(tmp_path, bad), environ={})
+
+
+def test_self_hosted_defaults_to_local_models_and_can_be_declared(tmp_path: Path) -> None:
+    """A vLLM or Ollama server behind `type: openai` is self-hosted too, when the operator says so."""
+    (upstream,) = load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams
+    assert upstream.self_hosted is False
+    declared = GOOD.replace("    type: openai\n", "    type: openai\n    self_hosted: true\n")
+    (upstream,) = load_settings(write(tmp_path, declared), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams
+    assert upstream.self_hosted is True
