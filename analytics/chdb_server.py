@@ -1,40 +1,69 @@
-"""Serve a chDB data directory as a real ClickHouse HTTP endpoint on loopback.
+"""Serve a chDB data directory as a real ClickHouse HTTP endpoint on loopback, behind a password.
 
 For tests and local multi-process setups (several gunicorn workers cannot share one in-process
 chDB). chDB serves HTTP only while a query runs, through the low-level `_chdb.query` entry point
 with a `config.xml` in the working directory, so one call starts the listener, writes the port to a
-file and then sleeps forever. It has no password: bind it to loopback only.
+file and then sleeps forever. chDB listens on a private port that answers only the gate
+(`analytics/chdb_gate.py`), which serves the public port: user `default`, the password from
+`WARDEN_CLICKHOUSE_PASSWORD` or the password file (made, mode 0600, on first start).
 
-    python -m analytics.chdb_server --path var/clickhouse --port 8123 [--port-file F]
+    python -m analytics.chdb_server --path var/clickhouse --port 8123 [--port-file F] [--password-file F]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from analytics.chdb_gate import PASSWORD_ENV, RELAY_HEADER, USER, Gate, PasswordError, load_password
+
+# The private listener: only requests with this start's relay token reach the query handler.
 _CONFIG = """<clickhouse>
-  <listen_host>{host}</listen_host>
-  <http_port>{port}</http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>0</http_port>
   <tcp_port>0</tcp_port>
+  <http_handlers>
+    <rule>
+      <headers><{header}>regex:^{token}$</{header}></headers>
+      <handler><type>dynamic_query_handler</type><query_param_name>query</query_param_name></handler>
+    </rule>
+    <rule>
+      <handler><type>static</type><status>403</status><response_content>refused</response_content></handler>
+    </rule>
+  </http_handlers>
 </clickhouse>
 """
 
 
-def serve(path: Path, host: str, port: int, port_file: Path) -> None:
+def default_password_file(path: Path) -> Path:
+    """Beside the data directory: `var/clickhouse` keeps its password in `var/clickhouse.password`."""
+    return path.resolve().with_name(path.resolve().name + ".password")
+
+
+def serve(path: Path, host: str, port: int, port_file: Path, password_file: Path | None = None) -> None:
     """Block forever serving `path` over HTTP; the bound port is written to `port_file`."""
     if host not in ("127.0.0.1", "::1", "localhost"):
-        raise SystemExit("chdb_server has no authentication: it listens on loopback only")
+        raise SystemExit("chdb_server speaks plain HTTP: it listens on loopback only")
     path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     port_file = port_file.resolve()
-    workdir = Path(tempfile.mkdtemp(prefix="warden-chdb-"))
-    (workdir / "config.xml").write_text(_CONFIG.format(host=host, port=port))
+    password_file = (password_file or default_password_file(path)).resolve()
+    try:
+        password = load_password(password_file)
+    except (PasswordError, OSError) as exc:
+        raise SystemExit(f"no password for the ClickHouse endpoint: {exc}") from None
+    token = secrets.token_hex(32)
+    workdir = Path(tempfile.mkdtemp(prefix="warden-chdb-"))  # 0700: the token is in config.xml
+    (workdir / "config.xml").write_text(_CONFIG.format(header=RELAY_HEADER, token=token))
     os.chdir(workdir)  # chDB reads config.xml from the working directory at first use
     from chdb import _chdb
 
@@ -59,33 +88,47 @@ def serve(path: Path, host: str, port: int, port_file: Path) -> None:
     # the main thread stays free to exit on SIGTERM/SIGINT (inserted parts are already on disk).
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
-    _PortPublisher(tmp_port, port_file).start()
     threading.Thread(target=run_query, name="chdb-http", daemon=True).start()
+    private = _wait_for_port(tmp_port, stopped)
+    if private is None:
+        raise SystemExit(f"chDB HTTP endpoint did not start: {outcome[0] if outcome else 'unknown'}")
+    server = make_server(host, port, Gate(password, private, token), threaded=True, request_handler=_Quiet)
+    threading.Thread(target=server.serve_forever, name="chdb-gate", daemon=True).start()
+    _publish(server.server_port, port_file)
+    where = f"${PASSWORD_ENV}" if PASSWORD_ENV in os.environ else str(password_file)
+    print(
+        f"ClickHouse HTTP endpoint at http://{host}:{server.server_port} (user {USER}, password in {where}); "
+        f"chDB on private port {private}",
+        flush=True,
+    )
     while not stopped.wait(1.0):
         pass
     raise SystemExit(f"chDB HTTP endpoint stopped: {outcome[0] if outcome else 'unknown'}")
 
 
-class _PortPublisher:
-    """Copies the port file atomically once chDB has written it, so readers never see half."""
+class _Quiet(WSGIRequestHandler):
+    """No line per request on stderr: the sink inserts several times a second."""
 
-    def __init__(self, source: Path, target: Path) -> None:
-        self._thread = threading.Thread(target=self._run, args=(source, target), daemon=True)
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
-    def start(self) -> None:
-        self._thread.start()
 
-    @staticmethod
-    def _run(source: Path, target: Path) -> None:
-        for _ in range(6000):
-            text = source.read_text().strip() if source.exists() else ""
-            if text.isdigit():
-                tmp = target.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(target)
-                print(f"ClickHouse HTTP endpoint at http://127.0.0.1:{text}", flush=True)
-                return
-            time.sleep(0.01)
+def _wait_for_port(source: Path, stopped: threading.Event) -> int | None:
+    for _ in range(6000):
+        text = source.read_text().strip() if source.exists() else ""
+        if text.isdigit():
+            return int(text)
+        if stopped.is_set():
+            return None
+        time.sleep(0.01)
+    return None
+
+
+def _publish(port: int, target: Path) -> None:
+    """Write the port atomically, so readers never see half of it."""
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(target)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,9 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8123, help="HTTP port (0 = any free port)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        help="the password of user default (made, mode 0600, if absent; default: DATA_DIR.password "
+        "beside the data directory; $WARDEN_CLICKHOUSE_PASSWORD wins)",
+    )
     args = parser.parse_args(argv)
     port_file = args.port_file or Path(tempfile.mkdtemp()) / "port"
-    serve(args.path, args.host, args.port, port_file)
+    serve(args.path, args.host, args.port, port_file, args.password_file)
 
 
 if __name__ == "__main__":

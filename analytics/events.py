@@ -50,6 +50,9 @@ class ExchangeEvent:
     finding_action: tuple[str, ...] = ()
     finding_count: tuple[int, ...] = ()
     finding_score: tuple[float, ...] = ()
+    # Answered by a self-hosted model (an `upstreams[].self_hosted` upstream); with no configured
+    # price its cost is 0, known, not NULL.
+    self_hosted: bool = False
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

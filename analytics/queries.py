@@ -158,7 +158,8 @@ def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         client,
         f"""
         SELECT sum(requests) AS requests, sum(errors) AS errors, sum(spend_micro_usd) AS spend_micro_usd,
-               sum(unpriced) AS unpriced, sum(prompt_tokens) AS prompt_tokens,
+               sum(unpriced) AS unpriced, sum(self_hosted_free) AS self_hosted_free,
+               sum(prompt_tokens) AS prompt_tokens,
                sum(completion_tokens) AS completion_tokens, sum(refusals) AS refusals,
                quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS latency_ms
         FROM {table} WHERE {where}""",
@@ -189,6 +190,8 @@ def overview(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         "error_rate": (totals["errors"] / requests) if requests else None,
         "spend_usd": (totals["spend_micro_usd"] or 0) / 1e6,
         "unpriced_requests": int(totals["unpriced"] or 0),
+        # Answered by self-hosted models at no per-token cost: part of why the spend is what it is.
+        "self_hosted_requests": int(totals["self_hosted_free"] or 0),
         "tokens": {
             "prompt": int(totals["prompt_tokens"] or 0),
             "completion": int(totals["completion_tokens"] or 0),
@@ -264,6 +267,7 @@ def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
             client,
             f"""
             SELECT {column} AS name, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
+                   sum(self_hosted_free) AS self_hosted_free,
                    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
             FROM {"requests_hourly" if dim == "key" else table} WHERE {where}
             GROUP BY name ORDER BY spend_usd DESC LIMIT 15""",
@@ -278,6 +282,7 @@ def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         "by_key": by["key"],
         "total_usd": total,
         "unpriced_requests": sum(int(r["unpriced"]) for r in by["model"]),
+        "self_hosted_requests": sum(int(r["self_hosted_free"]) for r in by["model"]),
         "projected_month_usd": total / days * 30 if days >= 1 else None,
     }
 

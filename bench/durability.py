@@ -174,7 +174,8 @@ def scenario(work: Path, name: str, rate: float, seconds: float, outage: float, 
     )
     ch.start()
     wait_http(f"http://127.0.0.1:{ch_port}/ping")
-    url = f"http://127.0.0.1:{ch_port}/warden"
+    password = (logs / "ch.password").read_text().strip()  # made by clickhouse-serve beside its data
+    url = f"http://default:{password}@127.0.0.1:{ch_port}/warden"
     fake = Process(
         [sys.executable, "-m", "proxy.cli", "fake-upstream", "--port", str(up_port)], logs / "fake.log"
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import yaml
 
@@ -82,6 +82,9 @@ class UpstreamSettings:
     max_tokens: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Its models run on hardware the operator already pays for: no per-token cost unless `prices`
+    # names the model (rows record cost 0, known, instead of "unknown price"). Default: onnx only.
+    self_hosted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class ServerSettings:
 class StorageSettings:
     database_url: str = "sqlite:///var/warden.db"
     clickhouse_url: str = "chdb:///var/clickhouse"
+    # The password of an http(s) ClickHouse, kept out of the URL: the password itself, env:VAR or
+    # file:PATH (e.g. the file `warden clickhouse-serve` writes).
+    clickhouse_password: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,7 +540,27 @@ class _Builder:
             raise self.fail(("storage", "clickhouse_url"), "must be chdb:///PATH or http(s)://HOST:PORT/DB")
         if scheme == "chdb":
             ch = "chdb://" + _local_path(ch[len("chdb://") :], ("storage", "clickhouse_url"), self)
-        return StorageSettings(database_url=db, clickhouse_url=ch)
+        if storage.clickhouse_password is not None:
+            ch = self.with_clickhouse_password(ch, storage.clickhouse_password)
+        return StorageSettings(
+            database_url=db, clickhouse_url=ch, clickhouse_password=storage.clickhouse_password
+        )
+
+    def with_clickhouse_password(self, url: str, reference: str) -> str:
+        """`url` with the password in it, which is how clickhouse-connect takes it. Resolved even when
+        secrets are not: every command that reaches storage needs it, unlike upstream keys."""
+        path = ("storage", "clickhouse_password")
+        parsed = urlparse(url)
+        if parsed.scheme == "chdb":
+            raise self.fail(path, "is for an http(s) clickhouse_url; in-process chDB has none")
+        if parsed.password is not None:
+            raise self.fail(path, "give the password here or in clickhouse_url, not both")
+        password = self.secret(reference, path, always=True)
+        assert password is not None
+        user = quote(unquote(parsed.username or "default"), safe="")
+        return parsed._replace(
+            netloc=f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+        ).geturl()
 
     def upstreams(self, raw: Any) -> tuple[UpstreamSettings, ...]:
         if raw is None:
@@ -559,6 +585,8 @@ class _Builder:
                 if key in item and up.type != only:
                     raise self.fail((*path, key), f"applies to type {only} only, not {up.type}")
             self.check_apis(up, "apis" in item, path)
+            if "self_hosted" not in item:
+                up = replace(up, self_hosted=up.type == "onnx")
             up = self.local_model(up, path) if up.type == "onnx" else self.http_upstream(up, path)
             if not up.models:
                 raise self.fail((*path, "models"), "is required (at least one model name)")
@@ -640,6 +668,7 @@ class _Builder:
             UpstreamSettings(
                 name="local",
                 type="onnx",
+                self_hosted=True,
                 models=("local", *demo.models),
                 path=str(folder.resolve()),
                 provider=demo.provider,
@@ -649,12 +678,12 @@ class _Builder:
             ),
         )
 
-    def secret(self, value: Any, path: tuple[str | int, ...]) -> str | None:
+    def secret(self, value: Any, path: tuple[str | int, ...], *, always: bool = False) -> str | None:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(path, "must be a string: the key itself, env:VARIABLE or file:PATH")
-        if not self.resolve_secrets:
+        if not self.resolve_secrets and not always:
             return value
         if value.startswith("env:"):
             variable = value[4:]

@@ -41,6 +41,8 @@ def clickhouse_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "0",
             "--port-file",
             str(port_file),
+            "--password-file",
+            str(data / "password"),
         ],
         cwd=ROOT,
         stdout=log,
@@ -55,7 +57,8 @@ def clickhouse_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 f"chDB HTTP endpoint did not start: {(data / 'server.log').read_text()[-2000:]}"
             )
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    password = (data / "password").read_text().strip()
+    yield f"http://default:{password}@127.0.0.1:{port_file.read_text().strip()}"
     process.terminate()
     process.wait(10)
     log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -57,3 +58,29 @@ def test_keys_lifecycle(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no key with id" in missing.output
     bad = runner.invoke(main, ["keys", "create", "--config", cfg, "--team", "bad team"])
     assert bad.exit_code == 1 and "team must be" in bad.output
+    # Tenant names are checked wherever a tenant is made: none can be the audit log's system log ("").
+    nameless = runner.invoke(main, ["teams", "create", "--config", cfg, "omega", "--tenant", ""])
+    assert nameless.exit_code == 1 and "tenant must be" in nameless.output
+
+
+def test_audit_list_shows_the_system_log(tmp_path: Path) -> None:
+    """Rows of no tenant (sign-ins naming no account) are read by the installation's operator here."""
+    from proxy.db import make_engine, make_sessions
+    from proxy.identity import audit
+    from proxy.migrate import upgrade_sql
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    upgrade_sql(url)
+    db = make_sessions(make_engine(url))
+    audit.record(db, tenant=audit.SYSTEM, actor="anonymous:ghost", action="login", target="user:ghost")
+    audit.record(db, tenant="acme", actor="cli:test", action="team.create", target="team:omega")
+    cfg = str(config(tmp_path))
+    runner = CliRunner()
+    system = runner.invoke(main, ["audit", "list", "--config", cfg, "--system"])
+    assert system.exit_code == 0, system.output
+    assert [json.loads(line)["target"] for line in system.output.splitlines()] == ["user:ghost"]
+    everything = runner.invoke(main, ["audit", "list", "--config", cfg])
+    rows = [json.loads(line) for line in everything.output.splitlines()]
+    assert [(r["tenant"], r["target"]) for r in rows] == [("acme", "team:omega"), (None, "user:ghost")]
+    acme = runner.invoke(main, ["audit", "list", "--config", cfg, "--tenant", "acme"])
+    assert [json.loads(line)["tenant"] for line in acme.output.splitlines()] == ["acme"]

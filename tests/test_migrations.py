@@ -56,3 +56,46 @@ def test_keys_on_postgresql(postgres_url: str) -> None:
     assert principal is not None and principal.key_id == info.id and principal.models == frozenset({"m"})
     assert store.revoke(info.id) and store.authenticate(plaintext) is None
     engine.dispose()
+
+
+def _check_usernames_per_tenant(url: str) -> None:
+    """0004: people made before it keep signing in; a name is unique per tenant, enforced by the database."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from proxy.db import make_engine, make_sessions
+    from proxy.identity.directory import Change, Directory, IdentityError
+
+    password = "correct-horse-battery"
+    command.upgrade(alembic_config(url), "0003")
+    engine = make_engine(url)
+    try:
+        directory = Directory(make_sessions(engine))
+        directory.create_user("alice", password, Change("cli:test", "default"))
+        upgrade_sql(url)
+        assert directory.check_password("alice", "default", password) is not None
+        directory.create_user("alice", password + "!", Change("cli:test", "acme"))
+        assert directory.check_password("alice", "acme", password + "!") is not None
+        assert directory.check_password("alice", "acme", password) is None
+        with pytest.raises(IdentityError) as refused:
+            directory.create_user("alice", password, Change("cli:test", "acme"))
+        assert refused.value.status == 409
+        with engine.begin() as connection, pytest.raises(IntegrityError):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, tenant_id, username, password_hash, disabled, created_at) "
+                    "SELECT 'dup', tenant_id, username, password_hash, disabled, created_at FROM users "
+                    "WHERE id = (SELECT MIN(id) FROM users)"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_usernames_per_tenant_on_sqlite(tmp_path: Path) -> None:
+    _check_usernames_per_tenant(f"sqlite:///{tmp_path / 'warden.db'}")
+
+
+@pytest.mark.postgres
+def test_usernames_per_tenant_on_postgresql(postgres_url: str) -> None:
+    _check_usernames_per_tenant(postgres_url)

@@ -396,6 +396,43 @@ def audit_verify(config_path: Path | None) -> None:
     click.echo(f"audit log intact: {report.rows} rows")
 
 
+@audit_group.command("list")
+@config_option
+@click.option("--tenant", help="Only this tenant's rows.")
+@click.option(
+    "--system", is_flag=True, help="Only the system log: sign-ins naming no account, floods from an address."
+)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+def audit_list(config_path: Path | None, tenant: str | None, system: bool, limit: int) -> None:
+    """Print the newest audit rows as JSON lines, newest first (every tenant's, unless narrowed).
+
+    The system log is in no tenant's view, so this is where the installation's operator reads it."""
+    from proxy.identity import audit
+
+    if system and tenant is not None:
+        raise click.UsageError("give at most one of --tenant and --system")
+    rows = audit.entries(
+        _directory(config_path).sessions, tenant=audit.SYSTEM if system else tenant, limit=limit
+    )
+    for row in rows:
+        click.echo(
+            json.dumps(
+                {
+                    "seq": row.seq,
+                    "at": row.at.isoformat(),
+                    "tenant": row.tenant or None,
+                    "actor": row.actor,
+                    "action": row.action,
+                    "target": row.target,
+                    "outcome": row.outcome,
+                    "ip": row.ip,
+                    "before": row.before,
+                    "after": row.after,
+                }
+            )
+        )
+
+
 # -- transcripts: keys, erasure, exports --------------------------------------------------------
 
 
@@ -674,12 +711,19 @@ def fake_upstream(port: int, delay_ms: float, chunks: int, words: int, chunk_del
     "--path", type=click.Path(file_okay=False, path_type=Path), required=True, help="chDB data dir."
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8123, show_default=True)
-def clickhouse_serve(path: Path, port: int) -> None:
-    """Serve a chDB data directory as a ClickHouse HTTP endpoint on 127.0.0.1 (no password)."""
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Password of user `default` (made, mode 0600, if absent). Default: PATH.password beside the "
+    "data directory; $WARDEN_CLICKHOUSE_PASSWORD wins.",
+)
+def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
+    """Serve a chDB data directory as a ClickHouse HTTP endpoint on 127.0.0.1, behind a password."""
     from analytics import chdb_server
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    chdb_server.main(["--path", str(path), "--port", str(port)])
+    extra = ["--password-file", str(password_file)] if password_file else []
+    chdb_server.main(["--path", str(path), "--port", str(port), *extra])
 
 
 def _register() -> None:

@@ -88,10 +88,11 @@ class Exchange:
             self.completion_tokens = usage.completion_tokens
             self.cached_tokens = usage.cached_tokens
 
-    def cost_micro_usd(self, price: Price | None) -> int | None:
-        """Integer micro-USD, or None when the model has no price: unknown is never $0."""
+    def cost_micro_usd(self, price: Price | None, self_hosted: bool = False) -> int | None:
+        """Integer micro-USD, or None when the model has no price: unknown is never $0. A self-hosted
+        model without a price costs nothing per token, which is known: 0."""
         if price is None:
-            return None
+            return 0 if self_hosted else None
         cached = min(self.cached_tokens, self.prompt_tokens)
         cached_rate = price.cached_input if price.cached_input is not None else price.input
         total = (self.prompt_tokens - cached) * price.input + cached * cached_rate
@@ -99,7 +100,12 @@ class Exchange:
         return round(total)
 
     def to_event(
-        self, price: Price | None, subject_hash: str = "", retention_days: int = 0, refusal: bool = False
+        self,
+        price: Price | None,
+        subject_hash: str = "",
+        retention_days: int = 0,
+        refusal: bool = False,
+        self_hosted: bool = False,
     ) -> ExchangeEvent:
         end = self.end_s if self.end_s is not None else perf_counter()
         latency = end - self.t0
@@ -126,12 +132,13 @@ class Exchange:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             cached_tokens=self.cached_tokens,
-            cost_micro_usd=self.cost_micro_usd(price),
+            cost_micro_usd=self.cost_micro_usd(price, self_hosted),
             finish_reason=self.finish_reason,
             choices=self.choices,
             subject_hash=subject_hash,
             retention_days=retention_days,
             refusal=refusal,
+            self_hosted=self_hosted,
             **self._policy_columns(),
         )
 

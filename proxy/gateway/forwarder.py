@@ -57,6 +57,7 @@ class Forwarder:
         self.keyring = keyring
         self.policies = policies
         self._stream_usage = {up.name: up.stream_usage for up in settings.upstreams}
+        self._self_hosted = frozenset(up.name for up in settings.upstreams if up.self_hosted)
         self._store_transcripts = settings.transcripts.store == "full"
         self._fail_closed = settings.compliance.fail_closed
         self._on_overhead = on_overhead
@@ -450,6 +451,7 @@ class Forwarder:
                 exchange.status == 200
                 and exchange.route in FORMATS
                 and is_refusal(FORMATS[exchange.route].first_text(exchange.answer)),
+                self_hosted=exchange.upstream in self._self_hosted,
             )
             transcript = None
             if self._store_transcripts and principal is not None and exchange.prompt is not None:

@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from proxy.db import AuditEntry, AuditHead, as_utc, utcnow
 
 GENESIS = "0" * 64
+# The installation's own log, in no tenant's view: refused sign-ins that name no account, floods from an
+# address. Tenant names are checked at creation, so no tenant can be called this.
+SYSTEM = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,9 +70,20 @@ def check_password(password: str) -> str:
     return password
 
 
+def sign_in_name(text: str) -> tuple[str, str]:
+    """The (username, tenant) a sign-in form names: `name@tenant`, or a bare name in the default tenant.
+
+    Usernames are unique per tenant, so the tenant is part of who signs in. Neither part may hold an
+    "@", so anything else names no account (and fails like a wrong password)."""
+    name, _, tenant = text.partition("@")
+    return name, tenant if _ else DEFAULT_TENANT
+
+
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
     row = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
     if row is None:
+        # Checked names also keep every tenant apart from the audit log's system log ("").
+        check_name("tenant", name)
         row = Tenant(id=uuid.uuid4().hex, name=name, created_at=utcnow())
         session.add(row)
         session.flush()
@@ -138,9 +149,12 @@ class Directory:
         check_name("username", username)
         check_password(password)
         with self.sessions.begin() as session:
-            if session.execute(select(User.id).where(User.username == username)).first():
-                raise IdentityError(f"user {username!r} already exists", 409)
             tenant = get_or_create_tenant(session, change.tenant)
+            # Unique per tenant only: a global check would tell one tenant's admin which names
+            # exist in the others (and let one tenant take names from all of them).
+            taken = select(User.id).where(User.tenant_id == tenant.id, User.username == username)
+            if session.execute(taken).first():
+                raise IdentityError(f"user {username!r} already exists", 409)
             user = User(
                 id=uuid.uuid4().hex,
                 tenant_id=tenant.id,
@@ -256,10 +270,11 @@ class Directory:
 
     # -- sign-in -------------------------------------------------------------------------------
 
-    def check_password(self, username: str, password: str) -> User | None:
-        """The enabled user whose password this is, else None (same cost whether or not the user exists)."""
+    def check_password(self, username: str, tenant: str, password: str) -> User | None:
+        """The tenant's enabled user whose password this is, else None (same cost whether or not the user
+        exists)."""
         with self.sessions() as session:
-            user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+            user = self._lookup(session, username, tenant)
         stored = user.password_hash if user is not None else _DUMMY_HASH
         try:
             _hasher.verify(stored, password)
@@ -283,14 +298,23 @@ class Directory:
             assert tenant is not None
             return Actor(user.id, user.username, tenant.name, self._bindings(session, user), via)
 
+    def exists(self, username: str, tenant: str) -> bool:
+        """Whether the tenant has this user (disabled or not): whose log a refused sign-in belongs in."""
+        with self.sessions() as session:
+            return self._lookup(session, username, tenant) is not None
+
     # -- helpers -------------------------------------------------------------------------------
 
-    def _find_user(self, session: Session, username: str, tenant: str) -> User:
-        row = session.execute(
+    @staticmethod
+    def _lookup(session: Session, username: str, tenant: str) -> User | None:
+        return session.execute(
             select(User)
             .join(Tenant, User.tenant_id == Tenant.id)
             .where(User.username == username, Tenant.name == tenant)
         ).scalar_one_or_none()
+
+    def _find_user(self, session: Session, username: str, tenant: str) -> User:
+        row = self._lookup(session, username, tenant)
         if row is None:
             raise IdentityError(f"no user {username!r}", 404)
         return row

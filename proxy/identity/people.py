@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from analytics.access import Permission
 from proxy.identity import audit
-from proxy.identity.directory import DEFAULT_TENANT
+from proxy.identity.directory import sign_in_name
 from proxy.identity.guard import PUBLIC, SIGNED_IN, client_ip, declared, requires
 from proxy.identity.sessions import COOKIE, LOGIN_CSRF_COOKIE
 
@@ -77,17 +77,21 @@ def login_form() -> Response:
     return _login_form()
 
 
-def _refused(username: str, reason: str) -> None:
+def _refused(typed: str, reason: str) -> None:
     """Audit a refused sign-in; the reason is one word (csrf, throttled, password, rate_limited), never
     the password. In a flood only the first few refusals of each kind and address a minute are written
-    one by one; the rest become one record with their count once the minute is over."""
+    one by one; the rest become one record with their count once the minute is over.
+
+    A refusal naming an account goes to that account's tenant's log; one naming no account, and a flood
+    from an address, to the installation's system log: no tenant reads about another's people. Both run
+    the same lookup and write one row, so the answer does not say which it was."""
     services = _services()
     ip = client_ip()
     now, closed = services.login_gate.refusal(ip, reason)
     for address, why, count in closed:
         audit.record(
             services.db,
-            tenant=DEFAULT_TENANT,
+            tenant=audit.SYSTEM,
             actor="anonymous",
             action="login.flood",
             target=f"address:{address}",
@@ -96,12 +100,15 @@ def _refused(username: str, reason: str) -> None:
             after={"reason": why, "refused": count},
         )
     if now:
+        username, tenant = sign_in_name(typed)
+        known = services.directory.exists(username, tenant)
+        label = username if known else typed
         audit.record(
             services.db,
-            tenant=DEFAULT_TENANT,
-            actor=f"anonymous:{username}",
+            tenant=tenant if known else audit.SYSTEM,
+            actor=f"anonymous:{label}",
             action="login",
-            target=f"user:{username}",
+            target=f"user:{label}",
             outcome="denied",
             ip=ip,
             after={"reason": reason},
@@ -112,31 +119,33 @@ def _refused(username: str, reason: str) -> None:
 @declared(PUBLIC)
 def login() -> BaseResponse:
     services = _services()
-    username = (request.form.get("username") or "").strip()[:128]
+    # name@tenant: 128 characters each at most.
+    typed = (request.form.get("username") or "").strip()[:257]
+    username, tenant = sign_in_name(typed)
+    account = f"{username}@{tenant}"  # one throttle per account, however it was written
     password = request.form.get("password") or ""
     ip = client_ip()
     # First, before any hash or database write: how often this address may try at all.
     if not services.login_gate.admit(ip):
-        _refused(username, "rate_limited")
-        return _login_form("Too many sign-in attempts from your address; wait a minute.", 429, username)
+        _refused(typed, "rate_limited")
+        return _login_form("Too many sign-in attempts from your address; wait a minute.", 429, typed)
     sent, expected = request.form.get("csrf_token") or "", request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        _refused(username, "csrf")
-        return _login_form("Your sign-in form expired; please try again.", 403, username)
-    if not services.web_sessions.attempt(username, ip):
-        _refused(username, "throttled")
-        return _login_form("Too many failed attempts; try again later.", 429, username)
+        _refused(typed, "csrf")
+        return _login_form("Your sign-in form expired; please try again.", 403, typed)
+    if not services.web_sessions.attempt(account, ip):
+        _refused(typed, "throttled")
+        return _login_form("Too many failed attempts; try again later.", 429, typed)
     with services.login_gate.hashing:
-        user = services.directory.check_password(username, password)
+        user = services.directory.check_password(username, tenant, password)
     if user is None:
-        _refused(username, "password")
-        return _login_form("Wrong username or password.", 401, username)
-    services.web_sessions.succeeded(username, ip)
+        _refused(typed, "password")
+        return _login_form("Wrong username or password.", 401, typed)
+    services.web_sessions.succeeded(account, ip)
     token, _ = services.web_sessions.start(user.id, client_ip(), replacing=request.cookies.get(COOKIE))
-    actor = services.directory.actor(user.id)
     audit.record(
         services.db,
-        tenant=actor.tenant if actor else DEFAULT_TENANT,
+        tenant=tenant,
         actor=f"session:{username}",
         action="login",
         target=f"user:{username}",

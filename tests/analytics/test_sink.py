@@ -140,9 +140,11 @@ class ChdbServer:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.start()
+        # Made beside the data directory at the first start, kept by the later ones.
+        password = data.with_name(data.name + ".password").read_text().strip()
+        self.url = f"http://default:{password}@127.0.0.1:{self.port}"
 
     def start(self) -> None:
         port_file = self.data.parent / f"port-{uuid.uuid4().hex[:6]}"

@@ -327,12 +327,55 @@ def test_team_scoping_and_tenant_isolation(rbac: LiveWarden) -> None:
     alpha_analyst = sign_in(rbac.root, "alpha-analyst")  # type: ignore[attr-defined]
     assert [k["name"] for k in alpha_analyst.get("/api/keys").json()["keys"]] == ["a-key"]
     assert alpha_analyst.get("/api/teams").json() == {"teams": ["alpha"]}
-    other = sign_in(rbac.root, "other-tenant")  # type: ignore[attr-defined]
+    other = sign_in(rbac.root, "other-tenant@acme")  # type: ignore[attr-defined]
     assert other.get("/api/keys").json() == {"keys": []}
     assert other.post("/api/users/viewer/disable").status_code == 404
     beta_key = next(k for k in keys.list() if k.name == "b-key")
     assert other.delete(f"/api/keys/{beta_key.id}").status_code == 404
     assert keys.get(beta_key.id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_usernames_are_per_tenant(rbac: LiveWarden) -> None:
+    """A name taken in another tenant is free in this one, so creating a user reveals nothing about other
+    tenants; people of a tenant other than the default one sign in as name@tenant."""
+    acme = sign_in(rbac.root, "other-tenant@acme")  # type: ignore[attr-defined]
+    assert acme.get("/api/me").json()["tenant"] == "acme"
+    theirs = PASSWORD + "-acme"
+    made = acme.post("/api/users", json={"username": "viewer", "password": theirs, "role": "viewer"})
+    assert made.status_code == 201 and made.json()["tenant"] == "acme"
+    # Within one tenant a name is still unique, and saying so tells the tenant's admin nothing new.
+    assert acme.post("/api/users", json={"username": "viewer", "password": theirs}).status_code == 409
+    assert sign_in(rbac.root, "viewer@acme", theirs).get("/api/me").json()["tenant"] == "acme"  # type: ignore[attr-defined]
+    for name in ("viewer", "viewer@default"):
+        assert sign_in(rbac.root, name).get("/api/me").json()["tenant"] == "default"  # type: ignore[attr-defined]
+    # Each password opens its own tenant's account only.
+    for name, password in (("viewer@acme", PASSWORD), ("viewer", theirs)):
+        client = httpx.Client(base_url=rbac.root, timeout=10)  # type: ignore[attr-defined]
+        assert client.post("/login", data=login_form(client, name, password)).status_code == 401
+    admin = sign_in(rbac.root, "admin")  # type: ignore[attr-defined]
+    listed = [u for u in admin.get("/api/users").json()["users"] if u["username"] == "viewer"]
+    assert [u["tenant"] for u in listed] == ["default"]
+
+
+def test_failed_sign_ins_are_audited_in_the_accounts_tenant_only(rbac: LiveWarden) -> None:
+    """A wrong password for acme's account is in acme's log; a name with no account is in the
+    installation's system log; neither is in the default tenant's; and the caller cannot tell which."""
+    answers = set()
+    for name in ("other-tenant@acme", "nobody@acme", "nobody", "other-tenant", "a@b@c"):
+        client = httpx.Client(base_url=rbac.root, timeout=10)  # type: ignore[attr-defined]
+        response = client.post("/login", data=login_form(client, name, "wrong-password!!"))
+        page = re.sub(r'name="csrf_token" value="[^"]*"', "", response.text).replace(html.escape(name), "")
+        answers.add((response.status_code, page, response.headers.get("set-cookie", "").split("=")[0]))
+    assert len(answers) == 1 and next(iter(answers))[0] == 401
+
+    def refusals(client: httpx.Client) -> list[str]:
+        entries = client.get("/api/audit?limit=100").json()["entries"]
+        return [e["target"] for e in entries if e["action"] == "login" and e["outcome"] == "denied"]
+
+    assert refusals(sign_in(rbac.root, "admin")) == []  # type: ignore[attr-defined]
+    assert refusals(sign_in(rbac.root, "other-tenant@acme")) == ["user:other-tenant"]  # type: ignore[attr-defined]
+    system = [e.target for e in audit.entries(rbac.services.db, tenant=audit.SYSTEM) if e.action == "login"]
+    assert system == ["user:a@b@c", "user:other-tenant", "user:nobody", "user:nobody@acme"]
 
 
 def test_admin_api_lifecycle_and_bad_input(rbac: LiveWarden) -> None:

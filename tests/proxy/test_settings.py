@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,37 @@ def test_apis_override_the_type_default(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, text), environ={"TEST_UPSTREAM_KEY": "k"})
     assert settings.upstreams[0].apis == ("chat.completions", "completions")
     assert load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams[0].apis == ()
+
+
+def test_the_clickhouse_password_comes_from_a_file_even_when_secrets_stay_unresolved(tmp_path: Path) -> None:
+    """`warden clickhouse-serve` writes the password to a file; every command reaching storage needs it."""
+    secret = tmp_path / "clickhouse.password"
+    secret.write_text("p@ss/word:with-odd#chars\n")
+    text = f"storage:\n  clickhouse_url: http://127.0.0.1:8123/warden\n  clickhouse_password: file:{secret}\n"
+    for resolve in (True, False):
+        settings = load_settings(write(tmp_path, text), environ={}, resolve_secrets=resolve)
+        url = settings.storage.clickhouse_url
+        assert url == "http://default:p%40ss%2Fword%3Awith-odd%23chars@127.0.0.1:8123/warden"
+        assert "p@ss" not in repr(settings.storage.clickhouse_password)
+    from urllib.parse import unquote, urlparse
+
+    assert unquote(urlparse(url).password or "") == "p@ss/word:with-odd#chars"
+    named = text.replace("http://", "http://writer@")
+    assert load_settings(write(tmp_path, named), environ={}).storage.clickhouse_url.startswith(
+        "http://writer:"
+    )
+    for bad, message in (
+        (text.replace("http://", "http://default:pw@"), "not both"),
+        (text.replace("http://127.0.0.1:8123/warden", "chdb:///var/ch"), "http(s) clickhouse_url"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(write(tmp_path, bad), environ={})
+
+
+def test_self_hosted_defaults_to_local_models_and_can_be_declared(tmp_path: Path) -> None:
+    """A vLLM or Ollama server behind `type: openai` is self-hosted too, when the operator says so."""
+    (upstream,) = load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams
+    assert upstream.self_hosted is False
+    declared = GOOD.replace("    type: openai\n", "    type: openai\n    self_hosted: true\n")
+    (upstream,) = load_settings(write(tmp_path, declared), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams
+    assert upstream.self_hosted is True
