@@ -1,6 +1,6 @@
 """Proxy overhead: the same requests direct to a fake upstream and through Warden.
 
-Starts a fake OpenAI upstream and `warden serve` (gunicorn gthread, ClickHouse logging on, chDB)
+Starts a fake OpenAI upstream and `warden serve` (gunicorn, threaded workers, ClickHouse logging on, chDB)
 as separate processes on loopback, then drives both with a small asyncio HTTP/1.1 client at
 concurrency 1 and 32, JSON and streaming. Added latency = through Warden - direct, per percentile.
 

@@ -1,4 +1,5 @@
-"""`warden serve`: Warden under gunicorn's threaded worker (measured best here for proxying)."""
+"""`warden serve`: Warden under gunicorn, threaded workers (measured best here for proxying) whose event
+loop reads each request before a thread takes it (`proxy/worker.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 
 from proxy.settings import Settings
+from proxy.worker import ClientLimits, WardenWorker
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -31,12 +33,22 @@ class WardenServer(BaseApplication):
     ) -> None:
         self.settings = settings
         self.app_factory = app_factory
+        server = settings.server
+        # Read by WardenWorker in each worker process.
+        self.client_limits = ClientLimits(
+            header_timeout_s=server.header_timeout_s,
+            client_timeout_s=server.client_timeout_s,
+            max_body_bytes=server.max_body_bytes,
+        )
         self.options = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": WardenWorker if server.worker == "buffered" else "gthread",
             # A long stream occupies a thread; N concurrent streams need N threads.
             "threads": threads,
+            # Open connections per worker, kept-alive and still arriving ones included; past it the
+            # worker stops accepting until some close.
+            "worker_connections": server.max_connections,
             "timeout": 120,
             "graceful_timeout": 30,
             "keepalive": 75,

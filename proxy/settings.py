@@ -39,6 +39,7 @@ TYPE_ONLY_KEYS = {
 # ClickHouse TTLs are DateTime (until 2106): 50 years is the longest retention that stays in range.
 MAX_RETENTION_DAYS = 18250
 MAX_TRUSTED_PROXIES = 8  # hops of X-Forwarded-For believed; more is a misconfiguration
+SERVER_WORKERS = ("buffered", "gthread")
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
 
@@ -96,6 +97,13 @@ class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     # How many proxies in front set X-Forwarded-For/-Proto; 0 believes none (anyone could send them).
     trusted_proxies: int = 0
+    # "buffered": proxy/worker.py reads each request before a thread takes it, so slow clients hold no
+    # thread; "gthread": gunicorn's own worker, kept to measure against (bench/slow_clients.py).
+    worker: str = "buffered"
+    header_timeout_s: float = 10.0
+    # A client silent this long mid-request (a body, a stream it does not read) is dropped.
+    client_timeout_s: float = 60.0
+    max_connections: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,8 +526,11 @@ class _Builder:
     def check_server(self, server: ServerSettings) -> None:
         if not 0 <= server.port <= 65535:
             raise self.fail(("server", "port"), "must be between 0 and 65535")
-        for key in ("workers", "threads", "max_body_bytes"):
+        for key in ("workers", "threads", "max_body_bytes", "header_timeout_s", "client_timeout_s"):
             self.check_positive(("server", key), getattr(server, key))
+        self.check_positive(("server", "max_connections"), server.max_connections)
+        if server.worker not in SERVER_WORKERS:
+            raise self.fail(("server", "worker"), f"must be one of {', '.join(SERVER_WORKERS)}")
         if not 0 <= server.trusted_proxies <= MAX_TRUSTED_PROXIES:
             raise self.fail(("server", "trusted_proxies"), f"must be between 0 and {MAX_TRUSTED_PROXIES}")
 

@@ -1,4 +1,4 @@
-"""`warden serve` for real: gunicorn with threaded workers, in-process chDB, SIGTERM flushes."""
+"""`warden serve` for real: gunicorn with Warden's threaded worker, in-process chDB, SIGTERM flushes."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
             server.kill()
         log.close()
     text = (tmp_path / "serve.log").read_text()
-    assert "gthread" in text
+    assert "Using worker: WardenWorker" in text
     assert key not in text, "the API key must never reach the logs"
     assert count_rows(clickhouse_dir) == [["beta", 200, False, 10], ["beta", 200, True, 5]]
     assert (tmp_path / "kek.key").stat().st_mode & 0o777 == 0o600
