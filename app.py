@@ -10,7 +10,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -27,6 +27,7 @@ from proxy.compliance.crypto import KeyRing, load_kek
 from proxy.compliance.export_jobs import ExportJobs
 from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
+from proxy.formats import served_at
 from proxy.gateway.forwarder import Forwarder
 from proxy.gateway.router import Router
 from proxy.identity import audit
@@ -202,6 +203,9 @@ def create_app(
         "warden", root_path=str(Path(__file__).resolve().parent), static_folder=None, template_folder=None
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    # Werkzeug would answer "/api/users/%2F%2Fx/roles" with a 308 to "/api/users/x/roles" (another
+    # object), written as an absolute URL from the client's Host header: a path is served as sent.
+    app.url_map.merge_slashes = False
     services = build_services(settings, sink, clock)
     app.extensions["warden"] = services
 
@@ -230,7 +234,10 @@ def create_app(
 def _http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
     names = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
-    return error_response(ProxyError(code, exc.description or exc.name, code=names.get(code, "http_error")))
+    error = ProxyError(code, exc.description or exc.name, code=names.get(code, "http_error"))
+    # On a model route (a wrong method, say) the answer keeps that API's shape: Anthropic's on /messages.
+    fmt = served_at(request.path)
+    return error_response(error, fmt.error_shape if fmt is not None else "openai")
 
 
 def _filter_error(exc: FilterError) -> Any:

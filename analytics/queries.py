@@ -14,6 +14,9 @@ from typing import Any
 from analytics.access import Scope
 
 MAX_RANGE = timedelta(days=400)
+# The times a filter may name: ClickHouse's DateTime64 spans 1900-2299, and ranges and baselines are
+# computed from them (a `until` in year 1 minus a day was an OverflowError, a 500, not a 400).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 PRESETS = {
     "1h": timedelta(hours=1),
     "24h": timedelta(days=1),
@@ -58,11 +61,13 @@ def parse_time(value: str, name: str, *, assume_utc: bool = True) -> datetime:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise FilterError(f"{name} must be an ISO 8601 time such as 2026-11-01T00:00:00Z") from None
-    if parsed.tzinfo is not None:
-        return parsed
-    if not assume_utc:
-        raise FilterError(f"{name} needs a timezone, e.g. 2026-11-01T00:00:00Z")
-    return parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        if not assume_utc:
+            raise FilterError(f"{name} needs a timezone, e.g. 2026-11-01T00:00:00Z")
+        parsed = parsed.replace(tzinfo=UTC)
+    if not EARLIEST <= parsed <= LATEST:
+        raise FilterError(f"{name} must be between {EARLIEST.year} and {LATEST.year}")
+    return parsed
 
 
 def check_range(since: datetime, until: datetime, what: str = "the time range") -> None:

@@ -33,3 +33,18 @@ def test_nothing_is_served_from_the_working_directory(
         assert login.status_code == 200 and b"planted template" not in login.data
     finally:
         app.extensions["warden"].close()
+
+
+def test_paths_with_doubled_slashes_are_not_redirected(tmp_path: Path) -> None:
+    """Found by the fuzzer: Werkzeug merged the slashes of `%2F%2F` in a path value and answered with a
+    308 to another object, at an absolute URL built from the Host header (empty for a duplicated one)."""
+    app = create_app(make_settings(tmp_path, None, auth={"admin_token": "t" * 32}))
+    try:
+        client = app.test_client()
+        admin = {"authorization": "Bearer " + "t" * 32}
+        for path in ("/api/users/%2F%2Fevil.example%2F/roles", "//api/teams", "/v1//models"):
+            response = client.post(path, headers=admin, json={"role": "viewer"})
+            assert response.status_code in (401, 404, 405), (path, response.status_code)
+            assert "location" not in response.headers
+    finally:
+        app.extensions["warden"].close()

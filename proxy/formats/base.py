@@ -7,6 +7,8 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proxy.jsonbody import NotJson, parse_json
+
 # Keys of a JSON schema whose string values are structure, not prose: never rewritten by a mask.
 _SCHEMA_STRUCTURE = frozenset(
     {"type", "$ref", "$schema", "$id", "format", "pattern", "required", "additionalProperties", "$defs"}
@@ -191,6 +193,12 @@ def usage_of(body: Mapping[str, Any]) -> Usage | None:
     return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), _count(cached))
 
 
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a list, else an empty one: a field a client or an upstream sent as a number
+    or an object (`"summary": 1`) is not iterated (a TypeError, a 500) nor read key by key."""
+    return value if isinstance(value, list) else []
+
+
 def finish_reason(choices: Any) -> str:
     """The first non-empty finish reason of a list of choices."""
     for choice in choices if isinstance(choices, list) else ():
@@ -231,9 +239,11 @@ def text_parts(holder: dict[str, Any], key: str, part_types: frozenset[str]) -> 
             yield Slot(holder, key, content)
     elif isinstance(content, list):
         for part in content:
+            # A `type` that is a list or an object is no part type (and unhashable: `in` would raise).
             if (
                 isinstance(part, dict)
-                and part.get("type") in part_types
+                and isinstance(part.get("type"), str)
+                and part["type"] in part_types
                 and isinstance(part.get("text"), str)
             ):
                 yield Slot(part, "text", part["text"])
@@ -269,8 +279,9 @@ def encoded_json(holder: dict[str, Any], key: str, *, field: str = "arguments") 
     if not isinstance(source, str) or not source:
         return
     try:
-        parsed = json.loads(source)
-    except ValueError:
+        # The shared parser: `[` x 5000 in arguments is a text to scan, not a RecursionError.
+        parsed = parse_json(source.encode("utf-8", "surrogatepass"))
+    except NotJson:
         parsed = None
     if not isinstance(parsed, dict | list):
         yield Slot(holder, key, source, field)

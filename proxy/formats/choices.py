@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from proxy.formats.base import Slot, StreamPiece, Usage, data_event, finish_reason, usage_of
+from proxy.formats.base import Slot, StreamPiece, Usage, as_list, data_event, finish_reason, usage_of
 
 # Choice fields that carry nothing a guard must see; anything else makes an event worth sending.
 _PLAIN_CHOICE_FIELDS = frozenset({"index", "delta", "text", "logprobs", "finish_reason"})
@@ -32,7 +32,7 @@ class Choices:
     # -- JSON answers ------------------------------------------------------------------------------
 
     def answer_texts(self, body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Slot | None]]:
-        for choice in body.get("choices") or ():
+        for choice in as_list(body.get("choices")):
             if not isinstance(choice, dict):
                 continue
             message = choice.get("message")

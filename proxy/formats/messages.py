@@ -16,7 +16,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from proxy.errors import bad_request
-from proxy.formats.base import Slot, StreamPiece, Usage, json_leaves, text_of, typed_event, usage_of
+from proxy.formats.base import (
+    Slot,
+    StreamPiece,
+    Usage,
+    as_list,
+    json_leaves,
+    text_of,
+    typed_event,
+    usage_of,
+)
 
 _STOP_REASONS = {
     "end_turn": "stop",
@@ -96,7 +105,7 @@ class MessagesFormat:
 
     def answer_texts(self, body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Slot | None]]:
         found = False
-        for block in body.get("content") or ():
+        for block in as_list(body.get("content")):
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and isinstance(block.get("text"), str):
@@ -221,7 +230,7 @@ class MessagesFormat:
 
     def first_text(self, answer: Any) -> str:
         if isinstance(answer, dict):
-            for block in answer.get("content") or ():
+            for block in as_list(answer.get("content")):
                 if isinstance(block, dict) and block.get("type") == "text":
                     text = block.get("text")
                     return text if isinstance(text, str) else ""

@@ -21,6 +21,7 @@ from proxy.formats.base import (
     Slot,
     StreamPiece,
     Usage,
+    as_list,
     encoded_json,
     json_leaves,
     text_of,
@@ -32,6 +33,11 @@ from proxy.formats.base import (
 _INPUT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _ends(event: dict[str, Any]) -> bool:
+    kind = event.get("type")
+    return isinstance(kind, str) and kind in _ENDS  # an unhashable `type` is no end either
 
 
 class ResponsesFormat:
@@ -85,7 +91,7 @@ class ResponsesFormat:
             elif kind == "custom_tool_call":
                 yield from text_of(item, "input")
             elif kind == "reasoning":
-                for part in item.get("summary") or ():
+                for part in as_list(item.get("summary")):
                     if isinstance(part, dict):
                         yield from text_of(part, "text")
         yield from _definitions(payload)
@@ -107,8 +113,8 @@ class ResponsesFormat:
         choice.pop("output_text", None)
 
     def scrub(self, choice: dict[str, Any]) -> None:
-        for item in choice.get("output") or ():
-            for part in item.get("content") or () if isinstance(item, dict) else ():
+        for item in as_list(choice.get("output")):
+            for part in as_list(item.get("content")) if isinstance(item, dict) else ():
                 if isinstance(part, dict) and part.get("logprobs"):
                     part["logprobs"] = []
 
@@ -147,10 +153,10 @@ class ResponsesFormat:
             item = event.get("item")
             if isinstance(item, dict):
                 yield from _item_pieces(oi, item, whole=kind.endswith(".done"))
-        elif kind in _ENDS:
+        elif _ends(event):
             response = event.get("response")
             if isinstance(response, dict):
-                for position, item in enumerate(response.get("output") or ()):
+                for position, item in enumerate(as_list(response.get("output"))):
                     if isinstance(item, dict):
                         yield from _item_pieces(position, item, whole=True)
                 yield StreamPiece(
@@ -159,12 +165,12 @@ class ResponsesFormat:
 
     def stream_usage(self, event: dict[str, Any], seen: Usage | None) -> Usage | None:
         response = event.get("response")
-        if event.get("type") in _ENDS and isinstance(response, dict):
+        if _ends(event) and isinstance(response, dict):
             return usage_of(response) or seen
         return seen
 
     def stream_end(self, event: dict[str, Any]) -> bool:
-        return event.get("type") in _ENDS
+        return _ends(event)
 
     def stream_template(self, event: dict[str, Any]) -> dict[str, Any] | None:
         response = event.get("response")
@@ -237,7 +243,7 @@ def _output_slots(output: Any) -> Iterator[tuple[int, Slot]]:
             continue
         kind = item.get("type")
         if kind == "message":
-            for part in item.get("content") or ():
+            for part in as_list(item.get("content")):
                 if not isinstance(part, dict):
                     continue
                 if part.get("type") == "output_text" and isinstance(part.get("text"), str):
@@ -247,7 +253,7 @@ def _output_slots(output: Any) -> Iterator[tuple[int, Slot]]:
         elif kind == "function_call" and isinstance(item.get("arguments"), str):
             yield position, Slot(item, "arguments", item["arguments"], "arguments", json_text=True)
         elif kind == "reasoning":
-            for part in item.get("summary") or ():
+            for part in as_list(item.get("summary")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     yield position, Slot(part, "text", part["text"], "reasoning")
 
@@ -293,11 +299,11 @@ def _part_pieces(channel: Any, part: dict[str, Any], *, whole: bool) -> Iterator
 def _item_pieces(position: int, item: dict[str, Any], *, whole: bool) -> Iterator[StreamPiece | None]:
     kind = item.get("type")
     if kind == "message":
-        for ci, part in enumerate(item.get("content") or ()):
+        for ci, part in enumerate(as_list(item.get("content"))):
             if isinstance(part, dict):
                 yield from _part_pieces((position, ci), part, whole=whole)
     elif kind == "reasoning" and whole:
-        for si, part in enumerate(item.get("summary") or ()):
+        for si, part in enumerate(as_list(item.get("summary"))):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 yield _piece((position, "summary", si), part, "text", whole=True, field="reasoning")
     elif kind == "function_call" and isinstance(item.get("arguments"), str) and (whole or item["arguments"]):
@@ -315,7 +321,7 @@ def _finish(response: dict[str, Any]) -> str:
     if status != "completed":
         return ""
     output = response.get("output")
-    calls = any(isinstance(i, dict) and i.get("type") == "function_call" for i in output or ())
+    calls = any(isinstance(i, dict) and i.get("type") == "function_call" for i in as_list(output))
     return "tool_calls" if calls else "stop"
 
 

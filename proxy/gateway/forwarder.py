@@ -18,8 +18,15 @@ from policies.engine import Hit, Report
 from policies.findings import Finding, Placeholders
 from policies.store import Caller, PolicyStore
 from proxy.compliance.crypto import KeyRing
-from proxy.errors import ProxyError, anthropic_error_body, error_body, error_response, unauthorized
-from proxy.formats import FORMATS, WireFormat, validation
+from proxy.errors import (
+    ProxyError,
+    anthropic_error_body,
+    bad_request,
+    error_body,
+    error_response,
+    unauthorized,
+)
+from proxy.formats import FORMATS, WireFormat, served_at, validation
 from proxy.gateway import governance
 from proxy.gateway.exchange import AppliedPolicy, Exchange
 from proxy.gateway.plans import PASSED_HEADERS, Plans
@@ -76,7 +83,7 @@ class Forwarder:
                     code="recording_unavailable",
                 )
             raw = request.get_data(cache=False)
-            passed = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
+            passed = _passed_headers(request)
             return self._forward(exchange, route, raw, passed)
         except ProxyError as error:
             return self._fail(exchange, error)
@@ -136,7 +143,8 @@ class Forwarder:
         """Any other `/v1/...` path: an explicit answer (not a bare 404 page), logged like a request."""
         exchange = Exchange("unsupported", t0=request.environ.get("warden.t0", perf_counter()))
         served = ", ".join(f"/v1/{f.path}" for f in FORMATS.values())
-        if any(path == f.path for f in FORMATS.values()):
+        fmt = served_at(f"/v1/{path}")
+        if fmt is not None:
             error = ProxyError(405, f"Use POST for /v1/{path}.", code="method_not_allowed")
         else:
             error = ProxyError(
@@ -148,7 +156,10 @@ class Forwarder:
             exchange.principal = self.authenticate(request)
         except ProxyError as denied:
             error = denied
-        shape = "anthropic" if "anthropic-version" in request.headers else "openai"
+        if fmt is not None:  # a served route asked with another method: that route's shape
+            shape = fmt.error_shape
+        else:
+            shape = "anthropic" if "anthropic-version" in request.headers else "openai"
         return self._fail(exchange, error, shape)
 
     def authenticate(self, request: Request) -> Principal:
@@ -489,6 +500,20 @@ class Forwarder:
             sealed.ciphertext,
             days,
         )
+
+
+def _passed_headers(request: Request) -> dict[str, str]:
+    """The client headers an upstream API needs (`anthropic-beta`). They are sent on as they came, so
+    they must be printable ASCII, as httpx writes headers: an `é` raised UnicodeEncodeError (a 500)."""
+    passed = {}
+    for name in PASSED_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if not (value.isascii() and value.isprintable()):
+            raise bad_request(f"The '{name}' header must be printable ASCII.", param=name)
+        passed[name] = value
+    return passed
 
 
 def _shape(route: str) -> str:

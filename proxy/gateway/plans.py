@@ -47,7 +47,9 @@ class Plans:
         self._raw = raw
         self._stream_usage = stream_usage
         self._streamed = streamed
-        self._client_wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        # Validated only where it is an OpenAI field: on the Messages API `"stream_options": 2` passes on.
+        options = payload.get("stream_options")
+        self._client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         self._with_usage: bytes | None = None
         self._translations: dict[str, Translation | None] = {}
         self._refused: Untranslatable | None = None

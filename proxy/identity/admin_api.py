@@ -291,6 +291,8 @@ def audit_entries() -> Response:
         before = int(request.args["before"]) if "before" in request.args else None
     except ValueError:
         raise BadInput("limit and before must be integers") from None
+    if before is not None and not 0 <= before < 2**63:  # the database's integers are 64-bit
+        raise BadInput("before must be a sequence number (0 to 2^63 - 1)")
     rows = audit.entries(_services().db, tenant=actor.tenant, limit=limit, before_seq=before)
     return jsonify(
         {
@@ -396,6 +398,7 @@ def create_export() -> tuple[Response, int]:
     exports_dir = Path(services.settings.exports.dir)
     # Old exports go as new ones come: no scheduler needed for `exports.keep_days`.
     sweep(exports_dir, keep=timedelta(days=services.settings.exports.keep_days))
+    out = exports_dir / export_id
     try:
         spec.check()
         key = signing_key(Path(services.settings.exports.signing_key))
@@ -406,7 +409,7 @@ def create_export() -> tuple[Response, int]:
     def run(progress: Progress) -> dict[str, Any]:
         return export(
             spec,
-            exports_dir / export_id,
+            out,
             clickhouse=services.clickhouse(),
             db=services.db,
             keyring=services.keyring,
@@ -425,6 +428,11 @@ def create_export() -> tuple[Response, int]:
         manifest = run(lambda _name, _rows: None)
     except ExportError as exc:
         raise BadInput(str(exc)) from None
+    except OSError:
+        if out.exists():
+            raise
+        # An erasure of the tenant deletes its exports, this one too while it is being written.
+        raise IdentityError("an erasure deleted this export while it was being written", 409) from None
     return jsonify(manifest), 201
 
 

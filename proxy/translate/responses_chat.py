@@ -194,7 +194,7 @@ def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _add_item(messages: list[dict[str, Any]], item: Any, where: str) -> None:
     kind = item.get("type", "message") if isinstance(item, dict) else None
-    if kind == "message" and item.get("role") in _ROLES:
+    if kind == "message" and isinstance(item.get("role"), str) and item["role"] in _ROLES:
         role = _ROLES[item["role"]]
         messages.append(
             {

@@ -91,8 +91,8 @@ def tools_to_chat(tools: Any) -> list[dict[str, Any]]:
 def tool_choice_to_chat(choice: Any) -> tuple[Any, bool | None]:
     """Chat's `tool_choice` and `parallel_tool_calls` (None: leave unset) for Anthropic's tool_choice."""
     kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind in _CHOICES_TO_CHAT:
-        mapped: Any = _CHOICES_TO_CHAT[str(kind)]
+    if isinstance(kind, str) and kind in _CHOICES_TO_CHAT:
+        mapped: Any = _CHOICES_TO_CHAT[kind]
     elif kind == "tool" and isinstance(choice.get("name"), str):
         mapped = {"type": "function", "function": {"name": choice["name"]}}
     else:

@@ -55,3 +55,24 @@ def test_drift_raises_at_most_one_alarm_on_twenty_unchanged_data_sets(tmp_path: 
         client.close()
     assert len(alarmed) <= 1, f"alarms where nothing changed, seeds {alarmed}"
     assert dismissed == nominal  # what the correction held back is shown, not hidden
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"until": "0001-01-01T00:00:00Z"},  # minus the default day: an OverflowError (a 500) before
+        {"since": "0001-01-01T00:00:00+14:00", "until": "0001-01-02T00:00:00Z"},
+        {"since": "9999-12-30T00:00:00Z", "until": "9999-12-31T23:59:59-14:00"},
+        {"since": "1969-12-31T00:00:00Z", "until": "1970-01-02T00:00:00Z"},
+    ],
+)
+def test_filters_refuse_times_outside_what_the_log_can_hold(args: dict[str, str]) -> None:
+    with pytest.raises(queries.FilterError, match="between 1970 and 2200") as refused:
+        queries.parse_filters(args)
+    assert refused.value.status == 400
+
+
+def test_times_at_the_edges_of_the_log_are_accepted() -> None:
+    filters = queries.parse_filters({"since": "1970-01-01T00:00:00Z", "until": "1970-01-02T00:00:00+00:00"})
+    assert filters.hours == 24
+    assert queries.parse_time("2200-01-01T00:00:00Z", "until").year == 2200

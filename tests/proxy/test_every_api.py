@@ -223,6 +223,44 @@ def test_messages_json_with_the_anthropic_sdk(
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
 
 
+def test_a_beta_header_that_is_not_ascii_is_refused(live: LiveWarden, fake_upstream: FakeUpstream) -> None:
+    """Found by the fuzzer: `anthropic-beta: été` went on to httpx, which raised UnicodeEncodeError
+    (a 500)."""
+    before = len(fake_upstream.requests)
+    response = httpx.post(
+        live.base_url + "/messages",
+        headers={"x-api-key": live.create_key(), "anthropic-beta": b"\xe9t\xe9"},
+        json={"model": "claude-fake", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "'anthropic-beta'" in error["message"]
+    assert len(fake_upstream.requests) == before
+
+
+@pytest.mark.parametrize(("model", "status"), [("claude-fake", 200), ("chat-only", 400)])
+def test_a_stream_options_of_any_type_on_the_messages_api_is_not_a_crash(
+    live: LiveWarden, model: str, status: int
+) -> None:
+    """Found by the fuzzer: OpenAI's `stream_options` is not a Messages API field, so nothing validated
+    it there, and the planning read `"stream_options": 2` as an object (an AttributeError, a 500)."""
+    response = httpx.post(
+        live.base_url + "/messages",
+        headers={"x-api-key": live.create_key()},
+        json={
+            "model": model,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream_options": 2,
+        },
+        timeout=10,
+    )
+    assert response.status_code == status, response.text
+    if status == 400:  # a field the translation to chat completions does not know
+        assert "stream_options" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("model", ["claude-fake", "chat-only"])
 def test_messages_stream_with_the_anthropic_sdk(
     live: LiveWarden, fake_upstream: FakeUpstream, model: str

@@ -89,6 +89,29 @@ def test_missing_key_and_unknown_routes(warden_chdb: LiveWarden) -> None:
     assert httpx.get(warden_chdb.base_url.removesuffix("/v1") + "/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/messages", 405),
+        ("PUT", "/v1/messages/count_tokens", 405),
+        ("GET", "/messages", 405),
+        ("DELETE", "/messages/count_tokens", 405),
+        ("POST", "/v1/messages", 401),
+    ],
+)
+def test_every_answer_on_the_messages_routes_has_anthropics_shape(
+    warden_chdb: LiveWarden, method: str, path: str, status: int
+) -> None:
+    """Found by the fuzzer: a wrong method on /v1/messages answered in OpenAI's shape, unless the
+    client happened to send `anthropic-version`."""
+    root = warden_chdb.base_url.removesuffix("/v1")
+    key = warden_chdb.create_key() if status == 405 else "wdn-unknown"
+    response = httpx.request(method, root + path, headers={"x-api-key": key}, timeout=10)
+    assert response.status_code == status
+    body = response.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+
+
 def test_expired_key_is_rejected(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
     clock = FakeClock()
     live = LiveWarden(make_settings(tmp_path, fake_upstream.base_url), clock=clock)

@@ -53,3 +53,26 @@ def test_brackets_inside_strings_and_other_encodings_are_measured_right() -> Non
     assert parse_json(text.encode())["b"] == [[{}]]
     with pytest.raises(NotJson, match="nested"):
         parse_json(nested(MAX_DEPTH + 1).decode().encode("utf-16"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "\\ud800"}',
+        b'{"a": "x\\uDFFFy"}',
+        b'{"\\udbff": 1}',
+        b'["\\ude00\\ud83d"]',  # a pair in the wrong order is two lone halves
+        b'{"a": "\xed\xa0\x80"}',  # a surrogate's bytes, which json.loads passes through
+        '{"a": "\\ud800"}'.encode("utf-16"),
+    ],
+)
+def test_lone_surrogates_are_not_json(raw: bytes) -> None:
+    """Found by the fuzzer: a lone surrogate parsed into a str that every later `.encode()` refused
+    (policy scanners, re-encoded bodies, subject hashes, chDB parameters): a 500 on many routes."""
+    with pytest.raises(NotJson):
+        parse_json(raw)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_parse() -> None:
+    assert parse_json(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001f600", "b": "\\ud800"}
+    assert parse_json('{"a": "\U0001f600"}'.encode("utf-32")) == {"a": "\U0001f600"}

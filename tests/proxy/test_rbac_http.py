@@ -410,6 +410,19 @@ def test_admin_api_lifecycle_and_bad_input(rbac: LiveWarden) -> None:
     assert admin.get("/api/audit/verify").json() == {"ok": True, "rows": ours, "problem": "", "seq": None}
 
 
+def test_audit_paging_refuses_sequence_numbers_the_database_cannot_hold(rbac: LiveWarden) -> None:
+    """Found by the fuzzer: `before` past 64 bits was an OverflowError in SQLite's driver (a 500)."""
+    admin = httpx.Client(
+        base_url=rbac.root,  # type: ignore[attr-defined]
+        timeout=10,
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    for before in ("99999999999999999999999", str(2**63), "-1"):
+        refused = admin.get(f"/api/audit?before={before}")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_request", before
+    assert admin.get(f"/api/audit?before={2**63 - 1}").status_code == 200
+
+
 def test_sign_in_abuse_is_throttled_per_address_and_counted_atomically(
     tmp_path: Path, fake_upstream: FakeUpstream
 ) -> None:

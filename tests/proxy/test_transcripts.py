@@ -11,7 +11,9 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -465,3 +467,36 @@ def test_export_memory_stays_bounded_whatever_its_size(live: LiveWarden, tmp_pat
     written = {f["name"]: f for f in manifest["files"]}[f"transcripts.{fmt}"]
     assert written["rows"] == ROWS
     assert peak < ROWS * 2_000 / 4, f"peak {peak / 1e6:.1f} MB for {ROWS * 2000 / 1e6:.0f} MB of transcripts"
+
+
+def test_an_export_an_erasure_deletes_while_it_is_written_is_a_conflict(
+    live: LiveWarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the fuzzer: an erasure (which deletes the tenant's exports) between an export's
+    manifest and its signature made the export's next write fail: a 500."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from proxy.compliance.exports import sweep
+    from proxy.identity import admin_api
+
+    exports_dir = Path(live.settings.exports.dir)
+
+    class ErasedWhileSigning:
+        def __init__(self, key: Ed25519PrivateKey) -> None:
+            self.key = key
+
+        def public_key(self) -> Any:
+            return self.key.public_key()
+
+        def sign(self, body: bytes) -> bytes:
+            sweep(exports_dir, keep=timedelta(0), tenant="default")  # what an erasure does meanwhile
+            return self.key.sign(body)
+
+    monkeypatch.setattr(
+        admin_api, "signing_key", lambda path: ErasedWhileSigning(Ed25519PrivateKey.generate())
+    )
+    admin = httpx.Client(base_url=live.root, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # type: ignore[attr-defined]
+    made = admin.post("/api/exports", json={"since": "2020-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"})
+    assert made.status_code == 409, made.text
+    assert "erasure" in made.json()["error"]["message"]
+    assert list(exports_dir.glob("exp_*")) == []

@@ -79,7 +79,7 @@ def _error(status: int, message: str, anthropic: bool, kind: str = "invalid_requ
             "error": {"type": ANTHROPIC_ERRORS.get(status, "api_error"), "message": message},
         }
         return Json(payload, status)
-    return Json({"error": {"message": message, "type": kind}}, status)
+    return Json({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -137,7 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for suffix, answer in ROUTES:
             if path.endswith(suffix):
-                self._reply(answer(body, behaviour), cut=model == "fake-cut")
+                try:
+                    reply = answer(body, behaviour)
+                except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+                    # A field of a shape the fake does not read (`"tools": [[]]`): a real API answers
+                    # 400, not a reset connection and a traceback.
+                    reply = _error(400, "the fake cannot read this request", anthropic)
+                self._reply(reply, cut=model == "fake-cut")
                 return
         self._reply(_error(404, "not found", anthropic))
 

@@ -3,6 +3,8 @@ stream events are read the same way for each format, and the route list has one 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from policies.document import ROUTES
@@ -68,3 +70,53 @@ def test_usage_is_read_from_any_answer_or_event() -> None:
         1,
     )
     assert usage_of({"choices": []}) is None
+
+
+@pytest.mark.parametrize(
+    ("route", "payload"),
+    [
+        (
+            "chat.completions",
+            {
+                "messages": [
+                    {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "ARGS"}}]}
+                ]
+            },
+        ),
+        ("responses", {"input": [{"type": "function_call", "name": "f", "arguments": "ARGS"}]}),
+    ],
+)
+def test_tool_call_arguments_nested_too_deep_are_one_text_not_a_crash(route: str, payload: dict) -> None:
+    """Found by the fuzzer: `[` x 5000 as arguments raised RecursionError in the parser (a 500)."""
+    for arguments in ("[" * 5000, '{"a": ' * 300 + '"x"' + "}" * 300):
+        request = json.loads(json.dumps(payload).replace("ARGS", arguments.replace('"', '\\"')))
+        assert [s.text for s in FORMATS[route].request_texts(request)] == [arguments]
+
+
+@pytest.mark.parametrize("route", ["chat.completions", "responses"])
+def test_a_part_whose_type_is_not_a_string_carries_no_text(route: str) -> None:
+    """Found by the fuzzer: an unhashable part `type` was looked up in a set, a TypeError (a 500)."""
+    parts = [{"type": ["text"], "text": "a"}, {"type": {"t": 1}, "text": "b"}, {"type": "text", "text": "c"}]
+    key = "messages" if route == "chat.completions" else "input"
+    payload = {"model": "m", key: [{"role": "user", "content": parts}]}
+    assert [s.text for s in FORMATS[route].request_texts(payload)] == ["c"]
+
+
+def test_a_reasoning_summary_that_is_not_a_list_carries_no_text() -> None:
+    """Found by the fuzzer: `"summary": Infinity` was iterated, a TypeError (a 500)."""
+    payload = {
+        "model": "m",
+        "input": [{"type": "reasoning", "summary": 1e308}, {"type": "reasoning", "summary": {"a": "b"}}],
+    }
+    assert list(FORMATS["responses"].request_texts(payload)) == []
+
+
+@pytest.mark.parametrize("route", sorted(FORMATS))
+@pytest.mark.parametrize(
+    "body",
+    [{"choices": 5}, {"output": 5, "status": "completed"}, {"content": 5}, {"choices": [{"message": 5}]}],
+)
+def test_answers_of_the_wrong_shape_are_read_without_a_crash(route: str, body: dict) -> None:
+    fmt = FORMATS[route]
+    fmt.summary(body)
+    assert [slot for _, slot in fmt.answer_texts(body) if slot is not None] == []

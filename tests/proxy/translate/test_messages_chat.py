@@ -326,3 +326,12 @@ def test_errors_take_anthropics_shape(status: int, kind: str) -> None:
     body = T.error(status, {"error": {"message": "upstream says no", "type": "whatever", "code": None}})
     assert anthropic.types.ErrorResponse.model_validate(body).error.type == kind
     assert body["error"]["message"] == "upstream says no"
+
+
+@pytest.mark.parametrize("kind", [["auto"], {"type": "auto"}])
+def test_a_tool_choice_whose_type_is_not_a_string_is_refused(kind: Any) -> None:
+    """Found by the fuzzer: an unhashable `type` was looked up in a dict, a TypeError (a 500)."""
+    request = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(Untranslatable) as refused:
+        T.request({**request, "tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": kind}})
+    assert refused.value.param == "tool_choice"

@@ -184,6 +184,14 @@ def test_untranslatable_fields_are_named(extra: dict[str, Any], param: str) -> N
     assert refused.value.param == param
 
 
+@pytest.mark.parametrize("role", [["user"], {"role": "user"}])
+def test_an_item_whose_role_is_not_a_string_is_refused(role: Any) -> None:
+    """Found by the fuzzer: an unhashable role was looked up in a dict, a TypeError (a 500)."""
+    with pytest.raises(Untranslatable) as refused:
+        T.request({"model": "m", "input": [{"type": "message", "role": role, "content": "hi"}]})
+    assert refused.value.param == "input[0]"
+
+
 def test_previous_response_id_says_why() -> None:
     with pytest.raises(Untranslatable) as refused:
         T.request({"model": "m", "input": "hi", "previous_response_id": "resp_secret"})

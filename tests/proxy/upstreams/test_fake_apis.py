@@ -300,6 +300,27 @@ def test_error_models_answer_in_the_shape_of_the_api(
         assert reply.json()["error"]["code"] == status
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "fake-tools", "messages": [{"role": "user"}], "tools": [[]]}),
+        ("/v1/chat/completions", {"model": "fake-tools", "messages": [], "tools": [{"function": [None]}]}),
+        ("/v1/messages", {"model": "claude-fake", "messages": 5}),
+    ],
+)
+def test_a_request_the_fake_cannot_read_gets_a_400_in_the_apis_shape(
+    fake_upstream: FakeUpstream, http: httpx.Client, path: str, body: dict
+) -> None:
+    """Found by the fuzzer (through Warden): malformed tools crashed the fake's handler, so Warden saw
+    a reset connection (a 502) where a real API answers 400."""
+    reply = post(http, fake_upstream, path, body)
+    assert reply.status_code == 400
+    if "/messages" in path:
+        assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "invalid_request_error"
+    else:
+        assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_garbage_reset_and_hang_on_every_path(
     fake_upstream: FakeUpstream, http: httpx.Client, path: str

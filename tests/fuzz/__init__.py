@@ -1,0 +1,1 @@
+"""Fuzzing a live Warden: hostile requests to every route and method, and what each answer must be."""
