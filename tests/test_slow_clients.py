@@ -145,9 +145,13 @@ class SlowClients:
 
     def open(self) -> None:
         sock = socket.create_connection(("127.0.0.1", self.port))
-        sock.sendall(PARTIAL_HEAD)
-        sock.setblocking(False)
-        self.selector.register(sock, selectors.EVENT_READ)
+        try:
+            sock.sendall(PARTIAL_HEAD)
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ)
+        except BaseException:
+            sock.close()  # never left to the garbage collector: an unclosed socket fails the run
+            raise
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -161,7 +165,9 @@ class SlowClients:
                 if gone:
                     self.selector.unregister(sock)
                     sock.close()
-                    self.open()
+                    if not self.stopping.is_set():
+                        with contextlib.suppress(OSError):
+                            self.open()
             for key in list(self.selector.get_map().values()):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
@@ -170,7 +176,7 @@ class SlowClients:
 
     def close(self) -> None:
         self.stopping.set()
-        self.thread.join(5)
+        self.thread.join(30)
         for key in list(self.selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
         self.selector.close()
