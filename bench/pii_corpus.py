@@ -25,13 +25,14 @@ OUT = Path(__file__).resolve().parent / "corpus" / "pii" / "corpus.jsonl"
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "AU", "CA", "ES", "IT", "NL", "MX", "KR", "SE")
 PHONE_REGIONS += ("CH", "PL", "ZA", "SG", "AR")
 
-# brand -> (prefixes, lengths)
+# brand -> (prefixes, lengths), lengths as issued for those prefixes
 CARDS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "visa": (("4",), (13, 16, 19)),
     "mastercard": (("51", "53", "55", "2221", "2500", "2720"), (16,)),
     "amex": (("34", "37"), (15,)),
     "discover": (("6011", "65", "644", "649"), (16, 19)),
-    "jcb": (("3528", "3589", "2131", "1800"), (15, 16, 19)),
+    "jcb15": (("2131", "1800"), (15,)),
+    "jcb": (("3528", "3589"), (16, 19)),
     "diners": (("300", "305", "36", "38"), (14,)),
     "maestro": (("5018", "5020", "5038", "6304", "6759", "6761"), (12, 13, 15, 16, 18, 19)),
     "unionpay": (("62",), (16, 17, 18, 19)),
@@ -133,7 +134,12 @@ class Draw:
     def ip(self) -> str:
         rng = self.rng
         if rng.random() < 0.55:
-            return str(ipaddress.IPv4Address(rng.randint(0x01000000, 0xDFFFFFFF)))
+            # 127/8 is loopback: no one's address
+            return str(
+                ipaddress.IPv4Address(
+                    rng.choice((rng.randint(1, 126), rng.randint(128, 223))) << 24 | rng.getrandbits(24)
+                )
+            )
         groups = [rng.randint(0, 0xFFFF) if rng.random() < 0.6 else 0 for _ in range(8)]
         groups[0] = rng.choice((0x2001, 0xFE80, 0x2A00, 0x2606))
         address = ipaddress.IPv6Address(":".join(f"{g:x}" for g in groups))
@@ -310,7 +316,7 @@ def record(text: str, kind: str, spans: list[tuple[int, int, str]]) -> dict[str,
 
 
 def fill(template: str, value: str, entity: str) -> dict[str, object]:
-    start = template.index("{}")
+    start = len(template.split("{}")[0].format())
     text = template.format(value)
     return record(text, "pii", [(start, start + len(value), entity)])
 
