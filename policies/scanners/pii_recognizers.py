@@ -33,14 +33,21 @@ CARD_CANDIDATE = re.compile(r"(?<![\w+\-.,/])(?<!\d[ -])\d(?:[ -]?\d){11,18}(?![
 # An IPv4 address, or a decimal number (coordinates, amounts): never a phone number.
 NOT_A_PHONE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d{1,3}\.\d{4,}")
 # A number after one of these words (and an optional `no.`, `number`, `#`, `:`) is not a phone or card.
-NOT_PII_BEFORE = re.compile(
-    r"(?i)\b(?:order|invoice|inv|ticket|tracking|ref|reference|serial|part|po|isbn|id|case|shipment|sku|"
-    r"build|version|epoch|ms|timestamp|ts|issue|bug|pr|job|batch|lot|receipt|transaction|txn|account|acct)"
-    r"(?:[ \t]*(?:no\.?|nr\.?|num\.?|number|id|#))?[ \t]*[#:=]?[ \t]*[(+]?$"
+_NOT_PII_WORDS = (
+    "order|invoice|inv|ticket|tracking|ref|reference|serial|part|po|isbn|case|shipment|sku|issue|bug|pr|"
+    "job|batch|lot|receipt|build|version"
+)
+# Each run of blanks has one place to go (never two stars side by side), so matching stays linear.
+_LABEL_TAIL = r"[ \t]*(?:(?:no\.?|nr\.?|num\.?|number|id|#)[ \t]*)?(?:[#:=][ \t]*)?[(+]?$"
+NOT_PII_BEFORE = re.compile(rf"(?i)\b(?:{_NOT_PII_WORDS})" + _LABEL_TAIL)
+# Ids, accounts and clock readings are not phone numbers, but a card number is often called an account
+# number or an id: for cards only the words above count.
+NOT_A_PHONE_BEFORE = re.compile(
+    rf"(?i)\b(?:{_NOT_PII_WORDS}|id|account|acct|transaction|txn|epoch|ms|timestamp|ts)" + _LABEL_TAIL
 )
 VERSION_BEFORE = re.compile(
-    r"(?i)(?:\b(?:v|rv|ver|version|build|release|firmware|kernel|update|patch|package)[ \t]*[:=]?[ \t]*"
-    r"|[A-Za-z]|[\d]\.)$"
+    r"(?i)(?:\b(?:v|rv|ver|version|build|release|firmware|kernel|update|patch|package)[ \t]*(?:[:=][ \t]*)?"
+    r"|[A-Za-z]|\d\.)$"
 )
 VERSION_AFTER = re.compile(r"^(?:\.\w|-[A-Za-z\d])")
 _LOOKBACK = 32
@@ -93,9 +100,9 @@ def is_card_number(digits: str) -> bool:
     return False
 
 
-def labelled_not_pii(text: str, start: int) -> bool:
+def labelled_not_pii(text: str, start: int, words: re.Pattern[str] = NOT_PII_BEFORE) -> bool:
     """The number at `start` follows a word that names it something else (`Order #`, `invoice no.`)."""
-    return NOT_PII_BEFORE.search(text, max(start - _LOOKBACK, 0), start) is not None
+    return words.search(text, max(start - _LOOKBACK, 0), start) is not None
 
 
 def not_an_address(text: str, start: int, end: int) -> bool:
@@ -180,7 +187,7 @@ def phone_recognizer(regions: tuple[str, ...]) -> Any:
                 # numbers, IBANs and IP addresses never reach phonenumbers, the slow part.
                 if not 7 <= sum(c.isdigit() for c in number) <= 15 or NOT_A_PHONE.fullmatch(number):
                     continue
-                if labelled_not_pii(text, match.start()):
+                if labelled_not_pii(text, match.start(), NOT_A_PHONE_BEFORE):
                     continue
                 lo = max(match.start() - _CONTEXT, 0)
                 piece = text[lo : match.end() + _CONTEXT]

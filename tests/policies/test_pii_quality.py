@@ -92,6 +92,13 @@ def test_every_issuer_range_and_length_is_a_card(default_pii: Callable[[str], Fo
     assert default_pii(f"Charge card {card} for the order.") == [("CREDIT_CARD", card)]
 
 
+def test_a_card_called_an_account_number_is_still_a_card(default_pii: Callable[[str], Found]) -> None:
+    assert default_pii("Account number 4111 1111 1111 1111, card id 5500-0000-0000-0004") == [
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+        ("CREDIT_CARD", "5500-0000-0000-0004"),
+    ]
+
+
 def test_a_number_failing_luhn_or_outside_issuer_ranges_is_not_a_card(
     default_pii: Callable[[str], Found],
 ) -> None:

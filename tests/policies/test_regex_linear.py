@@ -24,6 +24,7 @@ from policies.scanners import checkers, secrets
 from policies.scanners.pii_recognizers import (
     CARD_CANDIDATE,
     NOT_A_PHONE,
+    NOT_A_PHONE_BEFORE,
     NOT_PII_BEFORE,
     PHONE_CANDIDATE,
     VERSION_BEFORE,
@@ -103,6 +104,7 @@ def test_each_secret_pattern_is_linear(kind: str) -> None:
         ("not-PII context", NOT_PII_BEFORE),
         ("version context", VERSION_BEFORE),
         ("not a phone", NOT_A_PHONE),
+        ("not-a-phone context", NOT_A_PHONE_BEFORE),
         ("placeholder", PLACEHOLDER),
         ("refusal", _REFUSAL),
     ],
