@@ -21,7 +21,14 @@ from policies.engine import Blocked, CompiledPolicy, Report
 from policies.findings import PLACEHOLDER, Placeholders
 from policies.runtime import Runtime
 from policies.scanners import checkers, secrets
-from policies.scanners.pii import _PHONE_CANDIDATE
+from policies.scanners.pii_recognizers import (
+    CARD_CANDIDATE,
+    NOT_A_PHONE,
+    NOT_A_PHONE_BEFORE,
+    NOT_PII_BEFORE,
+    PHONE_CANDIDATE,
+    VERSION_BEFORE,
+)
 from policies.scanners.terms import TermsScanner
 from policies.store import BUILTIN
 from proxy.gateway.refusal import _REFUSAL
@@ -91,7 +98,16 @@ def test_each_secret_pattern_is_linear(kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "pattern"),
-    [("phone candidate", _PHONE_CANDIDATE), ("placeholder", PLACEHOLDER), ("refusal", _REFUSAL)],
+    [
+        ("phone candidate", PHONE_CANDIDATE),
+        ("card candidate", CARD_CANDIDATE),
+        ("not-PII context", NOT_PII_BEFORE),
+        ("version context", VERSION_BEFORE),
+        ("not a phone", NOT_A_PHONE),
+        ("not-a-phone context", NOT_A_PHONE_BEFORE),
+        ("placeholder", PLACEHOLDER),
+        ("refusal", _REFUSAL),
+    ],
 )
 def test_each_helper_pattern_is_linear(name: str, pattern: re.Pattern[str]) -> None:
     assert_linear(name, finditer_all(pattern))
