@@ -6,7 +6,10 @@ false-positive rate overall and per source, and the mean time per text. An attac
 when any family fires (the family is reported, not required to match). The set is written by hand
 by the scanner's authors, so the rates are an upper bound for text like it, not a measure in the wild.
 
-    python bench/injection_quality.py [--threshold 0.5] [--misses]
+bench/corpus/injection_holdout.jsonl is a second, smaller set written after the patterns were tuned
+on the first and never tuned on: its rates are the fairer estimate.
+
+    python -m bench.injection_quality [--corpus holdout] [--threshold 0.5] [--misses]
 """
 
 from __future__ import annotations
@@ -19,16 +22,20 @@ from pathlib import Path
 
 from policies.scanners.injection import FAMILIES, InjectionScanner
 
-CORPUS = Path(__file__).parent / "corpus" / "injection.jsonl"
+CORPORA = {
+    "tuning": Path(__file__).parent / "corpus" / "injection.jsonl",
+    "holdout": Path(__file__).parent / "corpus" / "injection_holdout.jsonl",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="tuning")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--misses", action="store_true", help="print the texts it got wrong")
     args = parser.parse_args()
     scanner = InjectionScanner(args.threshold, FAMILIES)
-    rows = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in CORPORA[args.corpus].read_text().splitlines() if line.strip()]
     caught: dict[str, list[bool]] = defaultdict(list)
     wrong: list[str] = []
     elapsed = 0.0
@@ -46,7 +53,8 @@ def main() -> None:
             caught["benign, all"].append(hit)
         if hit != (row["label"] == "attack"):
             wrong.append(f"{row['label']:6} {[f.kind for f in findings]} {row['text'][:100]!r}")
-    print(f"threshold {args.threshold}, {len(rows)} texts, {elapsed / len(rows) * 1e3:.3f} ms per text")
+    per_text_ms = elapsed / len(rows) * 1e3
+    print(f"{args.corpus}: threshold {args.threshold}, {len(rows)} texts, {per_text_ms:.3f} ms per text")
     print(f"{'group':34} {'n':>4} {'flagged':>8} {'rate':>6}")
     for group in sorted(caught, key=lambda g: (not g.startswith("attacks"), g.startswith("benign"), g)):
         hits = caught[group]

@@ -33,8 +33,10 @@ _INVISIBLE = dict.fromkeys(
     ],
     None,
 )
-# Unicode tag characters (U+E0020..E007E) mirror ASCII and render as nothing: "ASCII smuggling".
+# Unicode tag characters (U+E0020..E007E) mirror ASCII and render as nothing: "ASCII smuggling". A run
+# is read as a separate phrase, so the visible word before it does not hide its first word.
 _TAGS = {0xE0000 + c: chr(c) for c in range(0x20, 0x7F)} | {0xE0001: None, 0xE007F: None}
+_TAG_RUN = re.compile("[\U000e0001\U000e0020-\U000e007f]+")
 # Letters NFKC leaves alone that look Latin: Cyrillic, Greek and a few IPA letters.
 _CONFUSABLES = str.maketrans(
     "аАвВеЕёЁкКмМнНоОрРсСтТуУхХіІїЇјЈѕЅԁһӏɑɡɩοΟαΑβΒεΕηΗιΙκΚνΝρΡτΤυΥχΧζΖμΜ",
@@ -46,7 +48,7 @@ _LEET = str.maketrans(
 _SPACE = re.compile(r"\s+")
 # Runs long enough to hide a sentence; shorter ones are ids and hashes not worth decoding.
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[ :]?){12,}")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){12,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class View:
 def fold(text: str) -> str:
     """The text as a reader sees it: invisible characters dropped, tags read, look-alikes made Latin,
     compatibility forms (fullwidth, mathematical letters) made plain, lower case, single spaces."""
-    text = text.translate(_INVISIBLE).translate(_TAGS)
+    text = _TAG_RUN.sub(lambda m: f" {m.group(0).translate(_TAGS)} ", text.translate(_INVISIBLE))
     text = unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
     return _SPACE.sub(" ", text).casefold()
 

@@ -168,7 +168,7 @@ FAMILY_PATTERNS: dict[str, list[tuple[str, float]]] = {
         ),
         (r"(?:^|\s)assistant\s?:\s(?:sure|certainly|of\scourse|okay|ok)\b", 0.5),
         (r"\bend\sof\s(?:the\s)?(?:user\s|system\s)?(?:input|prompt|document|context|instructions)\b", 0.3),
-        (r"[-=*#]{4,}\s?(?:system|admin|new\sinstructions?|begin\sinstructions?)\b", 0.7),
+        (r"(?<![-=*#])[-=*#]{4,}\s?(?:system|admin|new\sinstructions?|begin\sinstructions?)\b", 0.7),
         (r"\b(?:begin|start)\s(?:of\s)?(?:new\s|system\s|admin\s)(?:instructions?|prompt|message)\b", 0.6),
         (r"\"role\"\s?:\s?\"(?:system|developer)\"", 0.7),
     ],
@@ -222,6 +222,8 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
     if "threshold" in params:
         score(params["threshold"], ("threshold",))
     families = string_list(params.get("families", list(FAMILIES)), ("families",))
+    if not families:
+        raise ParamError(("families",), f"name at least one family (known: {', '.join(FAMILIES)})")
     for i, family in enumerate(families):
         if family not in FAMILIES:
             raise ParamError(("families", i), f"unknown family (known: {', '.join(FAMILIES)})")
