@@ -62,13 +62,14 @@ class ScannerKind:
 
 
 def registry() -> dict[str, ScannerKind]:
-    from policies.scanners import limits, pii, secrets, terms, toxicity
+    from policies.scanners import injection, limits, pii, secrets, terms, toxicity
 
     return {
         "pii": ScannerKind(pii.check, pii.build),
         "toxicity": ScannerKind(toxicity.check, toxicity.build),
         "secrets": ScannerKind(secrets.check, secrets.build),
         "terms": ScannerKind(terms.check, terms.build),
+        "injection": ScannerKind(injection.check, injection.build),
         "max_input": ScannerKind(limits.check_max_input, limits.build_max_input, ("input",)),
         "models": ScannerKind(limits.check_models, limits.build_models, ("input",)),
     }

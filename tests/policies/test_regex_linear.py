@@ -21,6 +21,7 @@ from policies.engine import Blocked, CompiledPolicy, Report
 from policies.findings import PLACEHOLDER, Placeholders
 from policies.runtime import Runtime
 from policies.scanners import checkers, secrets
+from policies.scanners.injection import FAMILIES, InjectionScanner
 from policies.scanners.pii_recognizers import (
     CARD_CANDIDATE,
     NOT_A_PHONE,
@@ -43,6 +44,14 @@ UNITS = [
     "-----BEGIN ", "-----BEGIN A ", "a://", "a://b:", "a://b:c", "ab+.-://", "1 ", "+1", "(1", "1-", "1.",
     "<A_1", "<EMAIL_", "<", "@", "a@", "a.b@", "a@b.", "1.1.", "4111 ", "DE89 ", "000-00-", "i ", "i'm ",
     "a", "-", "_", ".", " ", "aA0_-.",
+]  # fmt: skip
+
+
+# What starts a match of an injection pattern: a keyword, a token's opening, a run of delimiter characters
+# (a run once made `[-=*#]{4,}` quadratic), an encoded payload's alphabet.
+INJECTION_UNITS = [
+    "ignore ", "ignore all ", "a ", "<|", "[inst]", "<system>", "#", "-", "=", "*", "## ", ", ", "aGVsbG8",
+    "00", "0 ", "![", "you ", "to ", "\u200b",
 ]  # fmt: skip
 
 
@@ -116,6 +125,12 @@ def test_each_helper_pattern_is_linear(name: str, pattern: re.Pattern[str]) -> N
 def test_banned_words_pattern_is_linear() -> None:
     scanner = TermsScanner(["sk", "eyJ", "a", "BEGIN", "i'm"], [], False, "TERM")
     assert_linear("terms.words", scanner.scan)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_injection_family_is_linear(family: str) -> None:
+    scanner = InjectionScanner(0.5, (family,))
+    assert_linear(f"injection.{family}", scanner.scan, units=INJECTION_UNITS)
 
 
 def example_regexes() -> list[tuple[str, str]]:
