@@ -29,7 +29,11 @@ PHONE_CANDIDATE = re.compile(
     r"(?P<number>(?:\+|\(|\b)\d[\d \t().\-/]{5,22}\d)(?P<ext>[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,6})?\b"
 )
 # 12 to 19 digits, grouped by single spaces or dashes, with no digit group, letter or sign glued on.
-CARD_CANDIDATE = re.compile(r"(?<![\w+\-.,/])(?<!\d[ -])\d(?:[ -]?\d){11,18}(?![ -]?\d)(?![\w.,/-]\w)")
+CARD_CANDIDATE = re.compile(r"(?<![\w+\-.,/])\d(?:[ -]?\d){11,18}(?![ -]?\d)(?![\w.,/-]\w)")
+# A short group of letters or digits right before a candidate, joined by one space or dash: the candidate
+# is the tail of a longer grouped number (an IBAN's `DE89 3704 ...`), not a card. A number with a dot
+# before it (`10.0.0.1 4111 ...`) is another value, and the card after it is one.
+_GROUP_BEFORE = re.compile(r"(?<![\w.])[A-Za-z]{0,2}\d{1,4}[ -]$")
 # An IPv4 address, or a decimal number (coordinates, amounts): never a phone number.
 NOT_A_PHONE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d{1,3}\.\d{4,}")
 # A number after one of these words (and an optional `no.`, `number`, `#`, `:`) is not a phone or card.
@@ -159,6 +163,8 @@ def card_recognizer() -> Any:
             for match in CARD_CANDIDATE.finditer(text):
                 value = match.group()
                 if " " in value and "-" in value:
+                    continue
+                if _GROUP_BEFORE.search(text, max(match.start() - 6, 0), match.start()):
                     continue
                 if is_card_number(value.replace(" ", "").replace("-", "")) and not labelled_not_pii(
                     text, match.start()
