@@ -3,6 +3,7 @@ a Content-Length that lies), which httpx and http.client refuse to write, and re
 
 from __future__ import annotations
 
+import errno
 import http.client
 import io
 import socket
@@ -69,6 +70,11 @@ def exchange(port: int, request: Request, timeout: float) -> bytes:
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered early and stopped reading: its answer may still be there
+        except OSError as exc:
+            # The server answered a malformed head and closed before our half-close: the
+            # socket is already shut both ways, but what it wrote is still readable.
+            if exc.errno != errno.ENOTCONN:
+                raise
         chunks = []
         try:
             while chunk := sock.recv(65536):
