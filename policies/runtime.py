@@ -12,7 +12,9 @@ from policies.scanners import ScannerUnavailable
 @dataclass(frozen=True, slots=True)
 class ModelPaths:
     pii_spacy_model: str = ""  # a spaCy model folder (NER for names); empty: pattern recognizers only
-    toxicity_model: str = ""  # a Detoxify checkpoint, or a folder from `warden models export-toxicity`
+    # `builtin` (alt-profanity-check's linear model), `none`, a Detoxify checkpoint, or a folder from
+    # `warden models export-toxicity`
+    toxicity_model: str = "builtin"
     toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer)
     device: str = "cpu"  # cpu | cuda
 
@@ -33,8 +35,10 @@ class Runtime:
             return self._pii
 
     def toxicity_model(self) -> Any:
-        if not self.paths.toxicity_model:
-            raise ScannerUnavailable("the toxicity scanner needs a model: set policies.toxicity_model")
+        if self.paths.toxicity_model in ("", "none"):
+            raise ScannerUnavailable(
+                "the toxicity scanner needs a model: set policies.toxicity_model (builtin, or a model's path)"
+            )
         with self._lock:
             if self._toxicity is None:
                 from policies.toxicity_model import load_toxicity_model

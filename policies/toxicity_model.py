@@ -1,4 +1,4 @@
-"""Toxicity models: a Detoxify checkpoint on PyTorch, or its ONNX export on onnxruntime.
+"""Toxicity models: the built-in linear tier, a Detoxify checkpoint on PyTorch, or its ONNX export.
 
 Offline by construction: Detoxify downloads its checkpoint unless given one, and even with one it
 asks the hub for the base model's config unless the checkpoint's `model_type` is a local folder.
@@ -27,6 +27,8 @@ DETOXIFY_RENAMES = {
     "severe_toxic": "severe_toxicity",
 }
 ONNX_META = "warden-toxicity.json"
+BUILTIN = "builtin"
+NAMED_MODELS = (BUILTIN, "none")  # values of policies.toxicity_model that are not paths
 WINDOW_TOKENS = 512
 WINDOW_OVERLAP = 64
 
@@ -39,7 +41,12 @@ def offline_hub() -> None:
 
 
 def load_toxicity_model(path: str, config: str = "", device: str = "cpu") -> Any:
-    """A folder with `warden-toxicity.json` is an ONNX export; anything else a Detoxify checkpoint."""
+    """`builtin` is the linear model of alt-profanity-check; a folder with `warden-toxicity.json` is an
+    ONNX export; anything else a Detoxify checkpoint."""
+    if path == BUILTIN:
+        from policies.linear_toxicity import LinearToxicity
+
+        return LinearToxicity()
     if (Path(path) / ONNX_META).is_file():
         return OnnxToxicity(path, device)
     return TorchToxicity(path, config, device)

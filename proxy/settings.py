@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import yaml
 
+from policies.toxicity_model import NAMED_MODELS
 from policies.yaml_lines import YamlSyntaxError, dotted, load_with_lines
 
 if TYPE_CHECKING:
@@ -197,7 +198,9 @@ class PolicySettings:
     files: tuple[str, ...] = ()
     reload_interval_s: float = 1.0  # how often files are checked for changes; 0 checks every request
     pii_spacy_model: str = ""  # a spaCy model folder (NER for names); empty: pattern recognizers
-    toxicity_model: str = ""  # a Detoxify checkpoint, or a folder made by `warden models export-toxicity`
+    # `builtin` (a small linear model, offline), `none`, a Detoxify checkpoint, or a folder made by
+    # `warden models export-toxicity`
+    toxicity_model: str = "builtin"
     toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer files)
     device: str = "cpu"  # cpu | cuda, for the toxicity model
 
@@ -394,8 +397,15 @@ class _Builder:
         resolved = {}
         for key in ("pii_spacy_model", "toxicity_model", "toxicity_config"):
             value = getattr(policies, key)
+            if key == "toxicity_model" and value in NAMED_MODELS:
+                resolved[key] = value
+                continue
             if value and not Path(value).exists():
-                raise self.fail(("policies", key), f"no such file or folder: {value}")
+                raise self.fail(
+                    ("policies", key),
+                    f"no such file or folder: {value}"
+                    + (" (or one of: builtin, none)" if key == "toxicity_model" else ""),
+                )
             resolved[key] = str(Path(value).resolve()) if value else ""
         for index, name in enumerate(policies.files):
             if not Path(name).exists():

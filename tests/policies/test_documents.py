@@ -146,4 +146,4 @@ def test_cli_validate_and_test(tmp_path: Path) -> None:
 def test_the_shipped_default_policy_passes_its_own_tests() -> None:
     result = CliRunner().invoke(main, ["policy", "test", str(BUILTIN)])
     assert result.exit_code == 0, result.output
-    assert "default@1: 7/7 tests passed" in result.output
+    assert "default@2: 8/8 tests passed" in result.output

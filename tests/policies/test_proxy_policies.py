@@ -63,10 +63,10 @@ def test_json_prompt_is_masked_upstream_and_restored_for_the_client(
     answer = raw.parse()
     assert last_upstream_text(fake_upstream) == "Reply to <EMAIL_1> or <PHONE_1> please"
     assert answer.choices[0].message.content == prompt  # the echo, restored
-    assert raw.headers["x-warden-policy"] == "default@1"
+    assert raw.headers["x-warden-policy"] == "default@2"
     assert raw.headers["x-warden-policy-decision"] == "mask"
     row = live.row_for(raw.headers["x-warden-request-id"])
-    assert row["policy"] == "default@1" and row["decision"] == "mask"
+    assert row["policy"] == "default@2" and row["decision"] == "mask"
     assert sorted(zip(row["finding_kind"], row["finding_action"], row["finding_count"], strict=True)) == [
         ("EMAIL_ADDRESS", "mask", 1),
         ("PHONE_NUMBER", "mask", 1),
@@ -210,7 +210,7 @@ def test_evaluate_endpoint(live: LiveWarden) -> None:
     result = httpx.post(
         f"{root}/v1/warden/evaluate", json={"text": "mail a@b.io", "team": "beta"}, headers=headers
     ).json()
-    assert (result["policy"], result["decision"], result["text"]) == ("default@1", "mask", "mail <EMAIL_1>")
+    assert (result["policy"], result["decision"], result["text"]) == ("default@2", "mask", "mail <EMAIL_1>")
     out = httpx.post(
         f"{root}/v1/warden/evaluate",
         json={"text": "see project falcon", "stage": "output", "policy": "guarded"},

@@ -228,7 +228,7 @@ def test_toxicity_scores_long_texts_in_windows(runtime: Runtime, toxicity_onnx: 
 
 
 def test_toxicity_without_a_model(tmp_path: Path) -> None:
-    bare = Runtime(ModelPaths())
+    bare = Runtime(ModelPaths(toxicity_model="none"))
     with pytest.raises(ScannerUnavailable, match="toxicity_model"):
         compiled(bare, "  input:\n    - {scanner: toxicity, action: flag}\n")
     skipped = compiled(

@@ -37,6 +37,7 @@ def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.storage.database_url == f"sqlite:///{tmp_path / 'var' / 'warden.db'}"
     assert settings.storage.clickhouse_url == f"chdb://{tmp_path / 'var' / 'clickhouse'}"
     assert settings.upstreams == ()
+    assert settings.policies.toxicity_model == "builtin"  # toxicity is checked out of the box, offline
 
 
 def test_full_config_and_secret_from_env(tmp_path: Path) -> None:
@@ -107,6 +108,11 @@ def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
             "upstreams:\n  - name: a\n    type: onnx\n    path: /nowhere\n    models: [m]\n"
             "    apis: [messages]\n",
             "upstreams[0].apis[0]: a local model cannot serve 'messages' (only chat.completions,",
+        ),
+        (
+            "policies:\n  toxicity_model: builtn\n",
+            "warden.yaml:2: policies.toxicity_model: no such file or folder: builtn "
+            "(or one of: builtin, none)",
         ),
         ("prices:\n  m: {input: -1, output: 1}\n", "warden.yaml:2: prices.m.input: must be >= 0"),
         ("server: [1, 2]\n", "warden.yaml:1: server: must be a mapping"),

@@ -109,7 +109,7 @@ def test_a_price_in_the_config_overrides_self_hosting(tmp_path: Path, tiny_model
 
 def test_policies_apply_to_the_local_model(local: LiveWarden) -> None:
     client = openai.OpenAI(base_url=local.base_url, api_key=local.create_key(), max_retries=0)
-    with pytest.raises(openai.BadRequestError, match="blocked by policy default@1"):
+    with pytest.raises(openai.BadRequestError, match="blocked by policy default@2"):
         client.chat.completions.create(
             model="tiny", messages=[{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE"}]
         )
