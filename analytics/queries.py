@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 from analytics.access import Scope
 
@@ -352,7 +352,41 @@ def behaviour(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         "decisions": decisions,
         "policy_rates": rates,
         "findings": findings,
+        "injection_toxicity": {
+            "families": list(SAFETY_FAMILIES),
+            "by_model": safety_findings(client, hourly, hourly_params, "model"),
+            "by_team": safety_findings(client, hourly, hourly_params, "team"),
+        },
     }
+
+
+# The scanners the behaviour page breaks down by model and team. Their kinds are `<family>:<detail>`
+# (policies/scanners/injection.py and toxicity.py); a scanner that failed is `error:<scanner>`, not
+# one of these, and is counted with the other findings only.
+SAFETY_FAMILIES = ("injection", "toxicity")
+SAFETY_NAMES = 15
+
+
+def safety_findings(
+    client: Any, where: str, params: dict[str, Any], column: Literal["model", "team"]
+) -> list[dict[str, Any]]:
+    """Injection and toxicity findings per `column` (model or team), family, kind and action, for the
+    SAFETY_NAMES names with the most of them. The action is as recorded: `monitor` where the rule only
+    watched (the default policy's injection rule), so a page never shows a watched finding as acted on."""
+    # Top names first, then every row of those names: a plain LIMIT on the grouped rows would cut a
+    # name's kinds or actions off half way and show it with too few findings.
+    family = "splitByChar(':', kind)[1]"
+    return _rows(
+        client,
+        f"""
+        SELECT {column} AS name, {family} AS family, kind, action, sum(findings) AS findings
+        FROM findings_hourly
+        WHERE {where} AND has({{families:Array(String)}}, {family}) AND {column} IN (
+            SELECT {column} FROM findings_hourly WHERE {where} AND has({{families:Array(String)}}, {family})
+            GROUP BY {column} ORDER BY sum(findings) DESC, {column} LIMIT {SAFETY_NAMES})
+        GROUP BY name, family, kind, action ORDER BY name, family, kind, action LIMIT 2000""",
+        {**params, "families": list(SAFETY_FAMILIES)},
+    )
 
 
 def violations(client: Any, filters: Filters, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:

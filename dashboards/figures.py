@@ -201,7 +201,38 @@ def behaviour(data: dict[str, Any]) -> list[go.Figure]:
         rows = [r for r in data["findings"] if r["action"] == action]
         findings.add_bar(x=[r["kind"] for r in rows], y=[r["findings"] for r in rows], name=action)
     findings.update_layout(barmode="stack")
-    return [refusals, finish, lengths, decisions, rates, findings]
+    safety = data["injection_toxicity"]
+    by_model = _safety_figure("Injection and toxicity findings by model", "model", safety["by_model"])
+    by_team = _safety_figure("Injection and toxicity findings by team", "team", safety["by_team"])
+    return [refusals, finish, lengths, decisions, rates, findings, by_model, by_team]
+
+
+def _safety_figure(title: str, dimension: str, rows: list[dict[str, Any]]) -> go.Figure:
+    """One stacked bar per name, a segment per kind and action; kinds of one family share a legend group
+    so a reader can hide all of injection or toxicity at once."""
+    figure = _figure(title, dimension, "findings")
+    figure.update_layout(barmode="stack", xaxis={"categoryorder": "total descending"})
+    if not rows:
+        figure.add_annotation(
+            text="No injection or toxicity findings in this range",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
+        return figure
+    for kind, action in sorted({(r["kind"], r["action"]) for r in rows}):
+        segment = [r for r in rows if r["kind"] == kind and r["action"] == action]
+        figure.add_bar(
+            x=[r["name"] for r in segment],
+            y=[r["findings"] for r in segment],
+            name=f"{kind} ({action})",
+            legendgroup=segment[0]["family"],
+            # Monitor findings changed nothing: hatched, so they do not read as flagged or blocked.
+            marker={"pattern": {"shape": "/" if action == "monitor" else ""}},
+        )
+    return figure
 
 
 def _at(values: list[Any] | None, index: int) -> Any:

@@ -169,3 +169,30 @@ def insert_request_row(live: LiveWarden, model: str, ts: datetime, status: int =
         "VALUES ('default', 'alpha', generateUUIDv4(), {ts:DateTime64(3, 'UTC')}, {m:String}, {s:UInt16})",
         parameters={"ts": ts, "m": model, "s": status},
     )
+
+
+def insert_findings(
+    client: Any,
+    team: str,
+    model: str,
+    ts: datetime,
+    findings: list[tuple[str, str, int]],
+    stage: str = "input",
+) -> None:
+    """One `requests` row with policy findings as (kind, action, count), written straight to ClickHouse;
+    the materialized views roll it up into `findings_hourly` like a logged request."""
+    client.command(
+        "INSERT INTO requests (tenant, team, request_id, ts, model, status, finding_stage, finding_kind, "
+        "finding_action, finding_count) VALUES ('default', {team:String}, generateUUIDv4(), "
+        "{ts:DateTime64(3, 'UTC')}, {model:String}, 200, {stages:Array(String)}, {kinds:Array(String)}, "
+        "{actions:Array(String)}, {counts:Array(UInt32)})",
+        parameters={
+            "team": team,
+            "model": model,
+            "ts": ts,
+            "stages": [stage] * len(findings),
+            "kinds": [kind for kind, _, _ in findings],
+            "actions": [action for _, action, _ in findings],
+            "counts": [count for _, _, count in findings],
+        },
+    )

@@ -1,8 +1,11 @@
-"""Dashboard queries on real chDB: the drift page's false alarms stay rare where nothing changed."""
+"""Dashboard queries on real chDB: the drift page's false alarms stay rare where nothing changed, and the
+behaviour page puts injection and toxicity findings under the right model and team, within scope."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +13,7 @@ from analytics import queries, schema
 from analytics.access import Scope
 from analytics.clickhouse import connect
 from analytics.synthetic import generate
-from tests.support import SINCE, UNTIL
+from tests.support import SINCE, UNTIL, insert_findings
 
 
 def test_benjamini_hochberg_matches_a_worked_example() -> None:
@@ -76,3 +79,67 @@ def test_times_at_the_edges_of_the_log_are_accepted() -> None:
     filters = queries.parse_filters({"since": "1970-01-01T00:00:00Z", "until": "1970-01-02T00:00:00+00:00"})
     assert filters.hours == 24
     assert queries.parse_time("2200-01-01T00:00:00Z", "until").year == 2200
+
+
+def _safety(data: dict[str, Any], by: str) -> dict[tuple[str, str, str], int]:
+    rows = data["injection_toxicity"][f"by_{by}"]
+    return {(r["name"], r["kind"], r["action"]): r["findings"] for r in rows}
+
+
+def test_injection_and_toxicity_findings_by_model_and_team(tmp_path: Path) -> None:
+    client = connect(f"chdb:///{tmp_path / 'clickhouse'}")
+    schema.upgrade(client)
+    at = SINCE + timedelta(hours=3)
+    try:
+        override, jailbreak, toxic = (
+            "injection:instruction_override",
+            "injection:roleplay",
+            "toxicity:toxicity",
+        )
+        insert_findings(client, "alpha", "gpt-4o", at, [(override, "monitor", 2), (toxic, "flag", 1)])
+        insert_findings(client, "alpha", "gpt-4o", at + timedelta(hours=30), [(override, "monitor", 1)])
+        insert_findings(client, "alpha", "claude-x", at, [(jailbreak, "monitor", 1)])
+        insert_findings(client, "beta", "claude-x", at, [(jailbreak, "block", 1), (toxic, "flag", 3)])
+        # Other kinds stay out: PII, secrets, and a failed scanner (`error:injection` is no injection).
+        insert_findings(
+            client, "beta", "gpt-4o", at, [("EMAIL_ADDRESS", "mask", 5), ("error:injection", "error", 1)]
+        )
+        window = queries.Filters(SINCE, UNTIL)
+
+        everyone = queries.behaviour(client, window, Scope("default", None))
+        assert _safety(everyone, "model") == {
+            ("gpt-4o", override, "monitor"): 3,
+            ("gpt-4o", toxic, "flag"): 1,
+            ("claude-x", jailbreak, "monitor"): 1,
+            ("claude-x", jailbreak, "block"): 1,
+            ("claude-x", toxic, "flag"): 3,
+        }
+        assert _safety(everyone, "team") == {
+            ("alpha", override, "monitor"): 3,
+            ("alpha", toxic, "flag"): 1,
+            ("alpha", jailbreak, "monitor"): 1,
+            ("beta", jailbreak, "block"): 1,
+            ("beta", toxic, "flag"): 3,
+        }
+        families = {(r["kind"], r["family"]) for r in everyone["injection_toxicity"]["by_model"]}
+        assert families == {(override, "injection"), (jailbreak, "injection"), (toxic, "toxicity")}
+
+        alpha_only = Scope("default", frozenset({"alpha"}))
+        alpha = queries.behaviour(client, window, alpha_only)
+        assert _safety(alpha, "team") == {
+            k: v for k, v in _safety(everyone, "team").items() if k[0] == "alpha"
+        }
+        assert _safety(alpha, "model") == {
+            ("gpt-4o", override, "monitor"): 3,
+            ("gpt-4o", toxic, "flag"): 1,
+            ("claude-x", jailbreak, "monitor"): 1,
+        }
+        with pytest.raises(queries.FilterError, match="outside your scope"):
+            queries.behaviour(client, queries.Filters(SINCE, UNTIL, teams=("beta",)), alpha_only)
+
+        quiet = queries.behaviour(
+            client, queries.Filters(SINCE - timedelta(days=2), SINCE), Scope("default", None)
+        )
+        assert quiet["injection_toxicity"]["by_model"] == quiet["injection_toxicity"]["by_team"] == []
+    finally:
+        client.close()

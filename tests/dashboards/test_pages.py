@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import ADMIN_TOKEN, SINCE, UNTIL, WINDOW, LiveWarden, insert_request_row, sign_in
+from tests.support import (
+    ADMIN_TOKEN,
+    SINCE,
+    UNTIL,
+    WINDOW,
+    LiveWarden,
+    insert_findings,
+    insert_request_row,
+    sign_in,
+)
 
 
 def admin(live: LiveWarden) -> httpx.Client:
@@ -43,7 +53,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
         ("latency", 3),
         ("cost", 3),
         ("drift", 3),
-        ("behaviour", 6),
+        ("behaviour", 8),
         ("audit", 0),
     ):
         html = client.get(f"/dashboards/{page}", params=WINDOW)
@@ -66,6 +76,42 @@ def test_behaviour_counts_policy_findings(seeded: LiveWarden) -> None:
     pii = sum(r["pii_rate"] * r["requests"] for r in data["policy_rates"])
     assert requests == truth[2] and round(pii) == truth[0]  # a secret is not PII
     assert {r["decision"] for r in data["decisions"]} == {"allow", "mask", "block"}
+
+
+def test_behaviour_shows_injection_and_toxicity_by_model_and_team(seeded: LiveWarden) -> None:
+    """The synthetic traffic has no injection or toxicity findings: only these rows are counted."""
+    clickhouse, at = seeded.services.clickhouse(), SINCE + timedelta(hours=5)
+    override, toxic = "injection:instruction_override", "toxicity:toxicity"
+    insert_findings(clickhouse, "alpha", "gpt-4o", at, [(override, "monitor", 2)])
+    insert_findings(clickhouse, "beta", "claude-x", at, [(toxic, "flag", 1), (override, "block", 1)])
+
+    def shown(data: dict[str, Any], by: str) -> dict[tuple[str, str, str], int]:
+        rows = data["injection_toxicity"][f"by_{by}"]
+        return {(r["name"], r["kind"], r["action"]): r["findings"] for r in rows}
+
+    everyone = admin(seeded).get("/dashboards/behaviour.json", params=WINDOW).json()
+    assert shown(everyone, "model") == {
+        ("gpt-4o", override, "monitor"): 2,
+        ("claude-x", toxic, "flag"): 1,
+        ("claude-x", override, "block"): 1,
+    }
+    assert shown(everyone, "team") == {
+        ("alpha", override, "monitor"): 2,
+        ("beta", toxic, "flag"): 1,
+        ("beta", override, "block"): 1,
+    }
+    viewer = sign_in(seeded.root, "alpha-viewer")  # type: ignore[attr-defined]
+    mine = viewer.get("/dashboards/behaviour.json", params=WINDOW).json()
+    assert shown(mine, "team") == {("alpha", override, "monitor"): 2}
+    assert shown(mine, "model") == {("gpt-4o", override, "monitor"): 2}
+    page = viewer.get("/dashboards/behaviour", params=WINDOW).text
+    assert (
+        "Injection and toxicity findings by model" in page
+        and "Injection and toxicity findings by team" in page
+    )
+    assert f"{override} (monitor)" in page and toxic not in page  # beta's finding is not on alpha's page
+    quiet = viewer.get("/dashboards/behaviour", params={**WINDOW, "model": "claude-x"}).text
+    assert "No injection or toxicity findings in this range" in quiet
 
 
 def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:
