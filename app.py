@@ -178,7 +178,9 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
 def load_policies(settings: Settings) -> PolicyStore:
     """The policy files with their models loaded (once per process, before the first request)."""
     p = settings.policies
-    runtime = Runtime(ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device))
+    runtime = Runtime(
+        ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device, p.injection_model)
+    )
     try:
         return PolicyStore(p.files, runtime, p.reload_interval_s)
     except (PolicyError, ScannerUnavailable) as exc:

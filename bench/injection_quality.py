@@ -9,7 +9,7 @@ by the scanner's authors, so the rates are an upper bound for text like it, not 
 bench/corpus/injection_holdout.jsonl is a second, smaller set written after the patterns were tuned
 on the first and never tuned on: its rates are the fairer estimate.
 
-    python -m bench.injection_quality [--corpus holdout] [--threshold 0.5] [--misses]
+    python -m bench.injection_quality [--corpus holdout] [--threshold 0.5] [--misses] [--model DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from policies.runtime import ModelPaths, Runtime
+from policies.scanners import injection
 from policies.scanners.injection import FAMILIES, InjectionScanner
 
 CORPORA = {
@@ -33,8 +35,14 @@ def main() -> None:
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="tuning")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--misses", action="store_true", help="print the texts it got wrong")
+    parser.add_argument("--model", default="", help="an ONNX classifier folder, scored with the patterns")
+    parser.add_argument("--model-label", default="injection", help="its label for an injection")
     args = parser.parse_args()
-    scanner = InjectionScanner(args.threshold, FAMILIES)
+    if args.model:
+        runtime = Runtime(ModelPaths(injection_model=args.model))
+        scanner = injection.build({"threshold": args.threshold, "model_label": args.model_label}, runtime)
+    else:
+        scanner = InjectionScanner(args.threshold, FAMILIES)
     rows = [json.loads(line) for line in CORPORA[args.corpus].read_text().splitlines() if line.strip()]
     caught: dict[str, list[bool]] = defaultdict(list)
     wrong: list[str] = []

@@ -1,5 +1,6 @@
 """Local stand-ins for models no hub can give us here: a Detoxify-format checkpoint with random
-weights (tiny for tests, BERT-base-sized for timing) and a blank spaCy pipeline on disk.
+weights (tiny for tests, BERT-base-sized for timing), a tiny text classifier in Hugging Face's layout,
+and a blank spaCy pipeline on disk.
 
 They exercise the real loading and inference code; their scores mean nothing. Real accuracy comes
 from the user's own checkpoint and spaCy model, configured by path.
@@ -62,6 +63,34 @@ def build_detoxify_checkpoint(out_dir: str | Path, size: str = "tiny", seed: int
         checkpoint,
     )
     return checkpoint
+
+
+def build_text_classifier(out_dir: str | Path, labels: list[str], seed: int = 0) -> Path:
+    """A tiny BERT sequence classifier in Hugging Face's folder layout (config.json with the labels,
+    weights, a fast tokenizer), as `warden models export-classifier` expects one; return the folder."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    hidden, layers, heads, intermediate, vocab_size = SIZES["tiny"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = _vocabulary(vocab_size)
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(out)
+    return out
 
 
 def build_blank_spacy(out_dir: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""The heavy things a process loads once for all policies: presidio's engine and the toxicity model."""
+"""The heavy things a process loads once for all policies: presidio's engine and the classifiers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class ModelPaths:
     toxicity_model: str = "builtin"
     toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer)
     device: str = "cpu"  # cpu | cuda
+    # an ONNX sequence classifier folder (`warden models export-classifier`) for the injection scanner
+    injection_model: str = ""
 
 
 class Runtime:
@@ -25,6 +27,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._pii: Any = None
         self._toxicity: Any = None
+        self._injection: Any = None
 
     def pii_engine(self) -> Any:
         with self._lock:
@@ -47,3 +50,14 @@ class Runtime:
                     self.paths.toxicity_model, self.paths.toxicity_config, self.paths.device
                 )
             return self._toxicity
+
+    def injection_model(self) -> Any:
+        """The configured injection classifier, or None when there is none."""
+        if not self.paths.injection_model:
+            return None
+        with self._lock:
+            if self._injection is None:
+                from policies.toxicity_model import OnnxClassifier
+
+                self._injection = OnnxClassifier(self.paths.injection_model, self.paths.device)
+            return self._injection

@@ -27,6 +27,11 @@ DETOXIFY_RENAMES = {
     "severe_toxic": "severe_toxicity",
 }
 ONNX_META = "warden-toxicity.json"
+# The same folder layout for any text classifier (an injection model, say): `warden models
+# export-classifier` writes this name; a toxicity export keeps the name it always had.
+CLASSIFIER_META = "warden-classifier.json"
+META_NAMES = (CLASSIFIER_META, ONNX_META)
+ACTIVATIONS = ("sigmoid", "softmax")
 BUILTIN = "builtin"
 NAMED_MODELS = (BUILTIN, "none")  # values of policies.toxicity_model that are not paths
 WINDOW_TOKENS = 512
@@ -47,8 +52,8 @@ def load_toxicity_model(path: str, config: str = "", device: str = "cpu") -> Any
         from policies.linear_toxicity import LinearToxicity
 
         return LinearToxicity()
-    if (Path(path) / ONNX_META).is_file():
-        return OnnxToxicity(path, device)
+    if classifier_meta(path) is not None:
+        return OnnxClassifier(path, device)
     return TorchToxicity(path, config, device)
 
 
@@ -56,6 +61,18 @@ def _sigmoid(x: Any) -> Any:
     import numpy as np
 
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x: Any) -> Any:
+    import numpy as np
+
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def classifier_meta(folder: str | Path) -> Path | None:
+    """The metadata file that makes `folder` an ONNX classifier Warden can load, if there is one."""
+    return next((Path(folder) / n for n in META_NAMES if (Path(folder) / n).is_file()), None)
 
 
 class TorchToxicity:
@@ -106,15 +123,27 @@ class TorchToxicity:
         return dict(zip(self.labels, best, strict=True))
 
 
-class OnnxToxicity:
-    """The exported model on onnxruntime (CUDA when asked and available), tokenized by `tokenizers`."""
+class OnnxClassifier:
+    """An exported text classifier on onnxruntime (CUDA when asked and available), tokenized by
+    `tokenizers`: a Detoxify export for toxicity, any sequence classifier (an injection model) too.
+
+    The folder holds `model.onnx` (inputs input_ids, attention_mask[, token_type_ids]; output
+    logits), `tokenizer.json`, and a metadata file naming the labels in logit order and how logits
+    become scores: `sigmoid` (independent labels, Detoxify) or `softmax` (one class of several).
+    """
 
     def __init__(self, folder: str, device: str = "cpu") -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        meta = json.loads((Path(folder) / ONNX_META).read_text())
+        meta_file = classifier_meta(folder)
+        if meta_file is None:
+            raise ValueError(f"{folder}: no {' or '.join(META_NAMES)}; export the model with `warden models`")
+        meta = json.loads(meta_file.read_text())
         self.labels = list(meta["labels"])
+        self.activation = meta.get("activation", "sigmoid")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"{meta_file}: activation must be one of {', '.join(ACTIVATIONS)}")
         model = Path(folder) / meta.get("model", "model.onnx")
         wanted = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -128,7 +157,7 @@ class OnnxToxicity:
         self.tokenizer.enable_truncation(WINDOW_TOKENS, stride=WINDOW_OVERLAP)
         self.tokenizer.no_padding()
         self._lock = threading.Lock()
-        log.info("toxicity model loaded on onnxruntime (%s): %s", self.provider, model)
+        log.info("classifier loaded on onnxruntime (%s): %s", self.provider, model)
 
     def scores(self, text: str) -> dict[str, float]:
         import numpy as np
@@ -145,8 +174,12 @@ class OnnxToxicity:
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         (logits,) = self.session.run(["logits"], feed)
-        best = _sigmoid(logits.astype(np.float64)).max(axis=0).tolist()
+        activate = _softmax if self.activation == "softmax" else _sigmoid
+        best = activate(logits.astype(np.float64)).max(axis=0).tolist()
         return dict(zip(self.labels, best, strict=True))
+
+
+OnnxToxicity = OnnxClassifier  # the name it had when toxicity was its only use
 
 
 def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -> Path:
@@ -155,10 +188,43 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
     Needs the `models` extra (onnx). int8 applies onnxruntime's dynamic quantization: much faster
     on CPU, scores shift slightly (measure on your data before lowering thresholds).
     """
+    source = TorchToxicity(checkpoint, config, "cpu")
+    meta = {"labels": source.labels, "int8": int8, "source": Path(checkpoint).name}
+    return _export_logits(source.model, source.tokenizer, Path(out), ONNX_META, meta, int8=int8)
+
+
+def export_classifier(model_dir: str, out: str, *, int8: bool = False) -> Path:
+    """Export a local Hugging Face sequence classifier (config.json with its labels, weights,
+    tokenizer files; an injection model, say) to `out`, for `policies.injection_model`.
+
+    Needs the `models` extra. Labels come from the config's id2label; independent labels
+    (problem_type multi_label_classification) get sigmoid scores, anything else softmax.
+    """
+    offline_hub()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json (a Hugging Face model folder is needed)")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{model_dir}: needs a fast tokenizer (tokenizer.json) for onnxruntime serving")
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    multi = model.config.problem_type == "multi_label_classification"
+    meta = {
+        "labels": labels,
+        "activation": "sigmoid" if multi else "softmax",
+        "int8": int8,
+        "source": Path(model_dir).name,
+    }
+    return _export_logits(model, tokenizer, Path(out), CLASSIFIER_META, meta, int8=int8)
+
+
+def _export_logits(
+    model: Any, tokenizer: Any, folder: Path, meta_name: str, meta: dict[str, Any], *, int8: bool
+) -> Path:
     import torch
 
-    source = TorchToxicity(checkpoint, config, "cpu")
-    folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
 
     class Logits(torch.nn.Module):
@@ -169,7 +235,7 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    sample = source.tokenizer("an example sentence", return_tensors="pt")
+    sample = tokenizer("an example sentence", return_tensors="pt")
     fp32 = folder / ("model-fp32.onnx" if int8 else "model.onnx")
     # The TorchScript exporter: the newer one needs onnxscript and gains nothing for an encoder.
     # It warns that it is legacy, and the tracer about constants; both are expected here.
@@ -178,7 +244,7 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
         # torch.jit re-exports it without listing it in __all__.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         torch.onnx.export(
-            Logits(source.model),
+            Logits(model),
             (sample["input_ids"], sample["attention_mask"]),
             str(fp32),
             input_names=["input_ids", "attention_mask"],
@@ -196,7 +262,6 @@ def export_onnx(checkpoint: str, config: str, out: str, *, int8: bool = False) -
 
         quantize_dynamic(str(fp32), str(folder / name), weight_type=QuantType.QInt8)
         fp32.unlink()
-    source.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
-    meta = {"labels": source.labels, "model": name, "int8": int8, "source": Path(checkpoint).name}
-    (folder / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / meta_name).write_text(json.dumps({**meta, "model": name}, indent=2) + "\n")
     return folder

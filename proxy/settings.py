@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import yaml
 
-from policies.toxicity_model import NAMED_MODELS
+from policies.toxicity_model import META_NAMES, NAMED_MODELS, classifier_meta
 from policies.yaml_lines import YamlSyntaxError, dotted, load_with_lines
 
 if TYPE_CHECKING:
@@ -202,7 +202,9 @@ class PolicySettings:
     # `warden models export-toxicity`
     toxicity_model: str = "builtin"
     toxicity_config: str = ""  # the checkpoint's base model folder (config.json + tokenizer files)
-    device: str = "cpu"  # cpu | cuda, for the toxicity model
+    device: str = "cpu"  # cpu | cuda, for the toxicity and injection models
+    # an ONNX classifier folder made by `warden models export-classifier`; empty: patterns only
+    injection_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +397,7 @@ class _Builder:
         if policies.reload_interval_s < 0:
             raise self.fail(("policies", "reload_interval_s"), "must be >= 0")
         resolved = {}
-        for key in ("pii_spacy_model", "toxicity_model", "toxicity_config"):
+        for key in ("pii_spacy_model", "toxicity_model", "toxicity_config", "injection_model"):
             value = getattr(policies, key)
             if key == "toxicity_model" and value in NAMED_MODELS:
                 resolved[key] = value
@@ -405,6 +407,12 @@ class _Builder:
                     ("policies", key),
                     f"no such file or folder: {value}"
                     + (" (or one of: builtin, none)" if key == "toxicity_model" else ""),
+                )
+            if key == "injection_model" and value and classifier_meta(value) is None:
+                raise self.fail(
+                    ("policies", key),
+                    f"not a classifier folder (no {' or '.join(META_NAMES)}): {value}; "
+                    "make one with `warden models export-classifier`",
                 )
             resolved[key] = str(Path(value).resolve()) if value else ""
         for index, name in enumerate(policies.files):
@@ -417,6 +425,7 @@ class _Builder:
             pii_spacy_model=resolved["pii_spacy_model"],
             toxicity_model=resolved["toxicity_model"],
             toxicity_config=resolved["toxicity_config"],
+            injection_model=resolved["injection_model"],
         )
 
     def retention(self, raw: Any) -> RetentionSettings:

@@ -27,7 +27,10 @@ from policies.scanners import known_keys, score, string_list
 if TYPE_CHECKING:
     from policies.runtime import Runtime
 
-PARAMS = ("threshold", "families")
+PARAMS = ("threshold", "families", "model", "model_label")
+MODEL_USES = ("auto", "off", "required")
+MODEL_FAMILY = "classifier"  # the finding of the optional ONNX classifier: injection:classifier
+_NOISY_VIEWS = ("leetspeak", "rot13")
 # Up to three words between the parts of a phrase: "ignore all of the previous instructions".
 _GAP = r"(?:[\s,]+[\w'-]+){0,3}?[\s,]+"
 _PRIOR = r"(?:previous|prior|above|earlier|preceding|foregoing|initial|original|old|existing|system)"
@@ -227,6 +230,10 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
     for i, family in enumerate(families):
         if family not in FAMILIES:
             raise ParamError(("families", i), f"unknown family (known: {', '.join(FAMILIES)})")
+    if params.get("model", "auto") not in MODEL_USES:
+        raise ParamError(("model",), f"must be one of {', '.join(MODEL_USES)}")
+    if not isinstance(params.get("model_label", "injection"), str):
+        raise ParamError(("model_label",), "must be a label of the injection model")
     if action == "mask":
         raise ParamError(
             (), "injection judges a whole text and cannot mask; use block, flag or log", "action"
@@ -237,11 +244,28 @@ class InjectionScanner:
     level = "text"
     windowed = False
 
-    def __init__(self, threshold: float, families: tuple[str, ...]) -> None:
+    def __init__(
+        self, threshold: float, families: tuple[str, ...], model: Any = None, model_label: str = ""
+    ) -> None:
         self._threshold = threshold
         self._patterns = {
             family: [(re.compile(p), w) for p, w in FAMILY_PATTERNS[family]] for family in families
         }
+        self._model = model
+        self._model_label = model_label
+
+    def model_score(self, text: str) -> float:
+        """The classifier's score, the highest over the folded text and its decoded payloads: a model
+        trained on plain text sees them plainly. Not over the leetspeak and rot13 readings, which
+        every text has and which are noise to a model (the patterns look at those)."""
+        seen: set[str] = set()
+        best = 0.0
+        for view in views(text):
+            if view.how in _NOISY_VIEWS or view.text in seen or not view.text.strip():
+                continue
+            seen.add(view.text)
+            best = max(best, self._model.scores(view.text)[self._model_label])
+        return best
 
     def scores(self, text: str) -> dict[str, float]:
         """Each family's score: 0 when nothing matched."""
@@ -265,15 +289,39 @@ class InjectionScanner:
     def scan(self, text: str) -> list[Finding]:
         if not text.strip():
             return []
-        return [
+        found = [
             Finding(f"injection:{family}", round(value, 3))
             for family, value in self.scores(text).items()
             if value >= self._threshold and value > 0.0
         ]
+        if self._model is not None:
+            value = self.model_score(text)
+            if value >= self._threshold:
+                found.append(Finding(f"injection:{MODEL_FAMILY}", round(value, 3)))
+        return found
 
 
 def build(params: dict[str, Any], runtime: Runtime) -> InjectionScanner:
+    from policies.scanners import ScannerUnavailable
+
     families = params.get("families", list(FAMILIES))
+    use = params.get("model", "auto")
+    model = runtime.injection_model() if use != "off" else None
+    if model is None and use == "required":
+        raise ScannerUnavailable("model: required, but policies.injection_model is not set")
+    label = str(params.get("model_label", "injection"))
+    if model is not None:
+        # Exported classifiers name their labels as their authors did: INJECTION, Injection, injection.
+        match = [name for name in model.labels if name.lower() == label.lower()]
+        if not match:
+            raise ScannerUnavailable(
+                f"model_label {label!r} is not a label of the injection model "
+                f"(its labels: {', '.join(model.labels)})"
+            )
+        label = match[0]
     return InjectionScanner(
-        float(params.get("threshold", 0.5)), tuple([families] if isinstance(families, str) else families)
+        float(params.get("threshold", 0.5)),
+        tuple([families] if isinstance(families, str) else families),
+        model,
+        label,
     )

@@ -97,7 +97,9 @@ def _runtime(config_path: Path | None):  # type: ignore[no-untyped-def]
         p = load_settings(config_path, resolve_secrets=False).policies
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
-    return Runtime(ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device))
+    return Runtime(
+        ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device, p.injection_model)
+    )
 
 
 @click.group("models")
@@ -131,6 +133,45 @@ def export_toxicity(checkpoint: str, base: str, out: str, int8: bool) -> None:
             f"{exc}: install the models extra (pip install 'warden[models]')"
         ) from None
     click.echo(f"exported to {folder}")
+
+
+@models.command("export-classifier")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="A Hugging Face sequence-classification folder (config.json, weights, tokenizer.json).",
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--int8", is_flag=True, help="Quantize weights to int8 (faster on CPU).")
+def export_classifier(model_dir: str, out: str, int8: bool) -> None:
+    """Export a local text classifier (e.g. a prompt-injection model) to ONNX; point
+    policies.injection_model at the folder."""
+    from policies.toxicity_model import export_classifier as export
+
+    try:
+        folder = export(model_dir, out, int8=int8)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc}: install the models extra (pip install 'warden[models]')"
+        ) from None
+    click.echo(f"exported to {folder}")
+
+
+@models.command("build-classifier")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--labels", default="SAFE,INJECTION", show_default=True, help="Comma-separated, in logit order."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def build_classifier(directory: Path, labels: str, seed: int) -> None:
+    """A tiny Hugging Face sequence classifier with RANDOM weights (for trying export-classifier)."""
+    from policies.model_builders import build_text_classifier
+
+    click.echo(str(build_text_classifier(directory, labels.split(","), seed)))
 
 
 @models.command("build-toxicity")

@@ -106,7 +106,8 @@ def test_fold_reads_what_a_person_sees() -> None:
         ({"families": ["jailbreak"]}, "flag", "unknown family"),
         ({"families": []}, "flag", "name at least one family"),
         ({"families": [""]}, "flag", "must be a list of non-empty strings"),
-        ({"model": "/models/x.onnx"}, "flag", "unknown parameter"),
+        ({"model": "/models/x.onnx"}, "flag", "must be one of auto, off, required"),
+        ({"classifier": True}, "flag", "unknown parameter"),
         ({}, "mask", "cannot mask"),
     ],
 )
