@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from analytics.clickhouse import connect
 from analytics.metrics import Metrics
-from analytics.queries import FilterError
+from analytics.queries import FilterError, spent_since
 from analytics.sink import ClickHouseSink, EventSink
 from policies.document import PolicyError
 from policies.runtime import ModelPaths, Runtime
@@ -35,6 +35,8 @@ from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
 from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
+from proxy.traffic.counters import Counters, MemoryCounters, RedisCounters
+from proxy.traffic.gate import TrafficGate
 from proxy.upstreams.anthropic import AnthropicUpstream
 from proxy.upstreams.azure import AzureOpenAIUpstream
 from proxy.upstreams.http import HttpUpstream
@@ -61,6 +63,7 @@ class Services:
     policies: PolicyStore
     local_engines: list[Any]
     exports: ExportJobs
+    traffic: TrafficGate | None = None
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -82,6 +85,8 @@ class Services:
         self.exports.close()
         self.sink.close()
         self.router.close()
+        if self.traffic is not None:
+            self.traffic.close()
         for local in self.local_engines:
             local.close()
         for client in self._opened:
@@ -155,8 +160,9 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
     )
     policies = load_policies(settings)
     metrics = Metrics(sink, policies)
-    forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead)
-    return Services(
+    traffic = make_traffic_gate(settings)
+    forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead, traffic)
+    services = Services(
         settings=settings,
         engine=engine,
         db=db,
@@ -172,7 +178,24 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         policies=policies,
         local_engines=list(engines.values()),
         exports=ExportJobs(Path(settings.exports.dir)),
+        traffic=traffic,
     )
+    if traffic is not None:
+        # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
+        traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
+    return services
+
+
+def make_traffic_gate(settings: Settings) -> TrafficGate | None:
+    """Limits and budgets, in Redis when `storage.redis_url` is set, else in this process."""
+    if not (settings.limits or settings.budgets):
+        return None
+    counters: Counters
+    if settings.storage.redis_url:
+        counters = RedisCounters(settings.storage.redis_url, settings.traffic.key_prefix)
+    else:
+        counters = MemoryCounters()
+    return TrafficGate(settings.limits, settings.budgets, settings.traffic, counters)
 
 
 def load_policies(settings: Settings) -> PolicyStore:

@@ -389,6 +389,19 @@ def safety_findings(
     )
 
 
+def spent_since(client: Any, scope: str, tenant: str, value: str, since: datetime) -> int:
+    """Micro-USD a key (team, project, tenant) spent since `since`: where a budget starts when its
+    shared counter is missing. Unpriced rows (NULL cost) count as nothing, as they do in budgets."""
+    column = {"key": "api_key_id", "team": "team", "project": "project", "tenant": "tenant"}[scope]
+    rows = _rows(
+        client,
+        f"SELECT toInt64(sum(ifNull(cost_micro_usd, 0))) AS spent FROM requests "
+        f"WHERE tenant = {{tenant:String}} AND {column} = {{value:String}} AND ts >= {{since:DateTime64(3, 'UTC')}}",
+        {"tenant": tenant, "value": value, "since": since},
+    )
+    return int(rows[0]["spent"]) if rows else 0
+
+
 def violations(client: Any, filters: Filters, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
     """Requests Warden refused or that failed policy-like checks: metrics only, newest first."""
     where, params = condition(filters, scope)

@@ -114,6 +114,9 @@ class StorageSettings:
     # The password of an http(s) ClickHouse, kept out of the URL: the password itself, env:VAR or
     # file:PATH (e.g. the file `warden clickhouse-serve` writes).
     clickhouse_password: str | None = None
+    # Limits, budgets and the cache shared by every replica (redis://HOST:PORT/DB); empty: kept in
+    # this process, which is exact for one worker only.
+    redis_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,51 @@ class Price:
     cached_input: float | None = None
 
 
+LIMIT_SCOPES = ("key", "team", "project", "tenant")
+BUDGET_PERIODS = ("day", "month", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """Requests and tokens per minute and requests at once, for each key (team, project, tenant) the
+    rule matches; `model` "*" counts every model together, a name only that model's requests."""
+
+    scope: str  # key | team | project | tenant
+    tenant: str = "*"
+    match: str = "*"  # the key id, team, project or tenant it applies to; "*": each one separately
+    model: str = "*"
+    rpm: int = 0
+    tpm: int = 0
+    concurrent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """USD per period for each key (team, project, tenant) the rule matches. Over `hard_usd` requests
+    are refused (their worst case is reserved first); over `soft_usd` they pass and are flagged."""
+
+    scope: str
+    period: str  # day | month | total (UTC)
+    tenant: str = "*"
+    match: str = "*"
+    hard_usd: float = 0.0  # 0: none
+    soft_usd: float = 0.0  # 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSettings:
+    # When Redis cannot be reached: let requests through unlimited (allow) or refuse them (refuse).
+    redis_down_limits: str = "allow"
+    redis_down_budgets: str = "refuse"
+    # A model with no price under a hard budget: refuse, or allow (its cost counts as 0).
+    unpriced: str = "refuse"
+    # max_tokens assumed for the worst case of a request that sets none
+    default_max_tokens: int = 4096
+    # How long a request may hold a concurrency slot or a reservation if its replica dies with it.
+    lease_s: float = 900.0
+    key_prefix: str = "warden:"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -230,6 +278,9 @@ class Settings:
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     exports: ExportSettings = field(default_factory=ExportSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
+    limits: tuple[LimitRule, ...] = ()
+    budgets: tuple[BudgetRule, ...] = ()
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
     source: str = "<defaults>"
 
     def retention_days(self, team: str) -> int:
@@ -374,6 +425,7 @@ class _Builder:
             keep_days=exports.keep_days,
         )
         policies = self.policies(raw)
+        limits, budgets, traffic = self.traffic(raw)
         return Settings(
             server=server,
             storage=storage,
@@ -387,8 +439,58 @@ class _Builder:
             compliance=compliance,
             exports=exports,
             policies=policies,
+            limits=limits,
+            budgets=budgets,
+            traffic=traffic,
             source=self.source,
         )
+
+    def traffic(
+        self, raw: dict[str, Any]
+    ) -> tuple[tuple[LimitRule, ...], tuple[BudgetRule, ...], TrafficSettings]:
+        limits = []
+        for index, item in enumerate(self.rule_list(raw, "limits")):
+            path: tuple[str | int, ...] = ("limits", index)
+            rule = self.fill(LimitRule, item, path)
+            self.check_scope(rule.scope, path)
+            for key in ("rpm", "tpm", "concurrent"):
+                if getattr(rule, key) < 0:
+                    raise self.fail((*path, key), "must be >= 0 (0: no limit)")
+            if not (rule.rpm or rule.tpm or rule.concurrent):
+                raise self.fail(path, "sets no limit: give rpm, tpm or concurrent")
+            limits.append(rule)
+        budgets = []
+        for index, item in enumerate(self.rule_list(raw, "budgets")):
+            path = ("budgets", index)
+            budget = self.fill(BudgetRule, item, path)
+            self.check_scope(budget.scope, path)
+            if budget.period not in BUDGET_PERIODS:
+                raise self.fail((*path, "period"), f"must be one of {', '.join(BUDGET_PERIODS)}")
+            for key in ("hard_usd", "soft_usd"):
+                if getattr(budget, key) < 0:
+                    raise self.fail((*path, key), "must be >= 0 (0: none)")
+            if not (budget.hard_usd or budget.soft_usd):
+                raise self.fail(path, "sets no threshold: give hard_usd, soft_usd or both")
+            if budget.hard_usd and budget.soft_usd > budget.hard_usd:
+                raise self.fail((*path, "soft_usd"), "must not be above hard_usd")
+            budgets.append(budget)
+        traffic = self.dataclass_section(raw, "traffic", TrafficSettings)
+        for key in ("redis_down_limits", "redis_down_budgets", "unpriced"):
+            if getattr(traffic, key) not in ("allow", "refuse"):
+                raise self.fail(("traffic", key), "must be allow or refuse")
+        self.check_positive(("traffic", "default_max_tokens"), traffic.default_max_tokens)
+        self.check_positive(("traffic", "lease_s"), traffic.lease_s)
+        return tuple(limits), tuple(budgets), traffic
+
+    def rule_list(self, raw: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        items = raw.get(name) or []
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise self.fail((name,), "must be a list of mappings")
+        return items
+
+    def check_scope(self, scope: str, path: tuple[str | int, ...]) -> None:
+        if scope not in LIMIT_SCOPES:
+            raise self.fail((*path, "scope"), f"must be one of {', '.join(LIMIT_SCOPES)}")
 
     def policies(self, raw: dict[str, Any]) -> PolicySettings:
         policies = self.dataclass_section(raw, "policies", PolicySettings)
@@ -572,8 +674,13 @@ class _Builder:
             ch = "chdb://" + _local_path(ch[len("chdb://") :], ("storage", "clickhouse_url"), self)
         if storage.clickhouse_password is not None:
             ch = self.with_clickhouse_password(ch, storage.clickhouse_password)
+        if storage.redis_url and urlparse(storage.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise self.fail(("storage", "redis_url"), "must be a redis://, rediss:// or unix:// URL")
         return StorageSettings(
-            database_url=db, clickhouse_url=ch, clickhouse_password=storage.clickhouse_password
+            database_url=db,
+            clickhouse_url=ch,
+            clickhouse_password=storage.clickhouse_password,
+            redis_url=storage.redis_url,
         )
 
     def with_clickhouse_password(self, url: str, reference: str) -> str:
@@ -798,4 +905,7 @@ _SECTIONS = {
     "exports": ExportSettings,
     "policies": PolicySettings,
     "demo": DemoSettings,
+    "limits": None,
+    "budgets": None,
+    "traffic": TrafficSettings,
 }

@@ -67,6 +67,11 @@ def serve(
             "in-process chDB allows one process per data directory: use --workers 1, "
             "or point storage.clickhouse_url at a ClickHouse HTTP endpoint"
         )
+    if (settings.limits or settings.budgets) and not settings.storage.redis_url and workers > 1:
+        raise click.ClickException(
+            "limits and budgets kept in process hold for one worker only: use --workers 1, "
+            "or set storage.redis_url so that every worker and replica shares them"
+        )
     if migrate:
         # In a child process: chDB must not be opened in the gunicorn master before it forks.
         args = [sys.executable, "-m", "proxy.cli", "migrate"]

@@ -17,6 +17,7 @@ from proxy.settings import Price
 
 if TYPE_CHECKING:
     from proxy.gateway.relay import RelayOutcome
+    from proxy.traffic.gate import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Exchange:
     answer: Any = None
     # Fixed once the policy is selected; None until then (and for requests refused before it).
     applied: AppliedPolicy | None = None
+    # What the request holds of its limits and budgets, settled when its row is recorded.
+    ticket: Ticket | None = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""

@@ -36,6 +36,7 @@ from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.jsonbody import parse_json
 from proxy.settings import Settings
+from proxy.traffic.gate import TrafficGate
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Forwarder:
         keyring: KeyRing,
         policies: PolicyStore,
         on_overhead: Callable[[float], None] | None = None,
+        traffic: TrafficGate | None = None,
     ) -> None:
         self.keys = keys
         self.router = router
@@ -68,6 +70,10 @@ class Forwarder:
         self._store_transcripts = settings.transcripts.store == "full"
         self._fail_closed = settings.compliance.fail_closed
         self._on_overhead = on_overhead
+        self.traffic = traffic
+        # Models only self-hosted upstreams serve: no price is needed under a budget (they cost 0).
+        paid = {m for up in settings.upstreams if not up.self_hosted for m in up.models}
+        self._free_models = frozenset(m for up in settings.upstreams for m in up.models if m not in paid)
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -187,11 +193,24 @@ class Forwarder:
         if isinstance(user, str) and user:
             exchange.subject = user[:256]
         principal = self._authorize_model(exchange)
+        if self.traffic is not None:
+            # Before any policy work: a refused request costs Warden almost nothing.
+            exchange.ticket = self.traffic.admit(
+                principal,
+                exchange.model,
+                payload,
+                len(raw),
+                self.prices.get(exchange.model),
+                exchange.model in self._free_models,
+            )
         caller = Caller(
             principal.tenant, principal.team, principal.project, principal.key_id, exchange.model, route
         )
         compiled = self.policies.select(caller)
         applied = exchange.applied = AppliedPolicy(compiled, Report(compiled.label), Placeholders())
+        if exchange.ticket is not None:
+            for budget in exchange.ticket.soft:  # passed its soft threshold: let through, flagged
+                applied.report.add(Hit("input", "budget", Finding(f"budget_soft:{budget}", 1.0), "flag"))
         try:
             _check_upstream_context(applied, payload)
             checked = governance.check_request(applied, fmt, exchange.model, payload, raw)
@@ -440,6 +459,8 @@ class Forwarder:
             "x-warden-request-id": str(exchange.request_id),
             "x-warden-overhead-ms": f"{max(overhead_s, 0.0) * 1000:.3f}",
         }
+        if exchange.ticket is not None:
+            headers.update(exchange.ticket.headers)
         if exchange.applied is not None:
             report = exchange.applied.report
             headers["x-warden-policy"] = report.policy
@@ -449,6 +470,15 @@ class Forwarder:
 
     def _record(self, exchange: Exchange) -> None:
         """Emit the event (and its sealed transcript). Raises SpoolUnavailable when it is not durable."""
+        if exchange.ticket is not None and self.traffic is not None:
+            try:
+                cost = exchange.cost_micro_usd(
+                    self.prices.get(exchange.model), exchange.upstream in self._self_hosted
+                )
+                tokens = exchange.prompt_tokens + exchange.completion_tokens
+                self.traffic.settle(exchange.ticket, tokens, cost or 0)
+            except Exception:
+                log.exception("could not settle the limits of request %s", exchange.request_id)
         try:
             principal = exchange.principal
             subject_hash = ""
