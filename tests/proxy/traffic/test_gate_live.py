@@ -186,7 +186,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_redis_down_refuses_budgets_and_lets_limits_through(tmp_path: Path, slow_upstream: FakeUpstream) -> None:
+def test_redis_down_refuses_budgets_and_lets_limits_through(
+    tmp_path: Path, slow_upstream: FakeUpstream
+) -> None:
     port = _free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
