@@ -37,6 +37,7 @@ from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.traffic.counters import Counters, MemoryCounters, RedisCounters
 from proxy.traffic.gate import TrafficGate
+from proxy.traffic.rules_store import RuleStore
 from proxy.upstreams.anthropic import AnthropicUpstream
 from proxy.upstreams.azure import AzureOpenAIUpstream
 from proxy.upstreams.http import HttpUpstream
@@ -63,7 +64,8 @@ class Services:
     policies: PolicyStore
     local_engines: list[Any]
     exports: ExportJobs
-    traffic: TrafficGate | None = None
+    traffic: TrafficGate
+    traffic_rules: RuleStore
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -85,8 +87,7 @@ class Services:
         self.exports.close()
         self.sink.close()
         self.router.close()
-        if self.traffic is not None:
-            self.traffic.close()
+        self.traffic.close()
         for local in self.local_engines:
             local.close()
         for client in self._opened:
@@ -160,7 +161,8 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
     )
     policies = load_policies(settings)
     metrics = Metrics(sink, policies)
-    traffic = make_traffic_gate(settings)
+    rules = RuleStore(db)
+    traffic = make_traffic_gate(settings, rules)
     forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead, traffic)
     services = Services(
         settings=settings,
@@ -179,23 +181,22 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         local_engines=list(engines.values()),
         exports=ExportJobs(Path(settings.exports.dir)),
         traffic=traffic,
+        traffic_rules=rules,
     )
-    if traffic is not None:
-        # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
-        traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
+    # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
+    traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
     return services
 
 
-def make_traffic_gate(settings: Settings) -> TrafficGate | None:
-    """Limits and budgets, in Redis when `storage.redis_url` is set, else in this process."""
-    if not (settings.limits or settings.budgets):
-        return None
+def make_traffic_gate(settings: Settings, rules: RuleStore) -> TrafficGate:
+    """Limits and budgets from the config and the admin API, in Redis when `storage.redis_url` is
+    set, else in this process."""
     counters: Counters
     if settings.storage.redis_url:
         counters = RedisCounters(settings.storage.redis_url, settings.traffic.key_prefix)
     else:
         counters = MemoryCounters()
-    return TrafficGate(settings.limits, settings.budgets, settings.traffic, counters)
+    return TrafficGate(settings.limits, settings.budgets, settings.traffic, counters, stored=rules.current)
 
 
 def load_policies(settings: Settings) -> PolicyStore:
@@ -241,11 +242,13 @@ def create_app(
     from proxy.identity import guard
     from proxy.identity.admin_api import bp as admin_api_bp
     from proxy.identity.people import bp as people_bp
+    from proxy.traffic.admin_api import bp as traffic_api_bp
 
     guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
     app.register_blueprint(proxy_bp)
     app.register_blueprint(people_bp)
     app.register_blueprint(admin_api_bp)
+    app.register_blueprint(traffic_api_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))

@@ -26,6 +26,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     EXPORTS_CREATE = "exports:create"
     DATA_ERASE = "data:erase"
+    LIMITS_READ = "limits:read"  # limits and budgets, with spend
+    LIMITS_MANAGE = "limits:manage"
 
 
 ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
@@ -40,6 +42,7 @@ ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
             Permission.TEAMS_READ,
             Permission.AUDIT_READ,
             Permission.EXPORTS_CREATE,
+            Permission.LIMITS_READ,
         }
     ),
     "analyst": frozenset(
@@ -49,6 +52,7 @@ ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
             Permission.KEYS_READ,
             Permission.TEAMS_READ,
             Permission.EXPORTS_CREATE,
+            Permission.LIMITS_READ,
         }
     ),
     "viewer": frozenset({Permission.DASHBOARDS_READ}),

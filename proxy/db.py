@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -74,6 +75,31 @@ class ApiKey(Base):
     owner_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
     )
+
+
+class TrafficRule(Base):
+    """A limit or budget set through the admin API or CLI (config-file rules are not stored)."""
+
+    __tablename__ = "traffic_rules"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "kind", "scope", "match", "model", "period", name="uq_traffic_rules_target"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # limit | budget
+    scope: Mapped[str] = mapped_column(String(16))  # key | team | project | tenant
+    match: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256), default="*")
+    period: Mapped[str] = mapped_column(String(16), default="")  # budgets: day | month | total
+    rpm: Mapped[int] = mapped_column(Integer, default=0)
+    tpm: Mapped[int] = mapped_column(Integer, default=0)
+    concurrent: Mapped[int] = mapped_column(Integer, default=0)
+    hard_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    soft_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class User(Base):

@@ -67,7 +67,7 @@ def serve(
             "in-process chDB allows one process per data directory: use --workers 1, "
             "or point storage.clickhouse_url at a ClickHouse HTTP endpoint"
         )
-    if (settings.limits or settings.budgets) and not settings.storage.redis_url and workers > 1:
+    if workers > 1 and not settings.storage.redis_url and _has_traffic_rules(settings):
         raise click.ClickException(
             "limits and budgets kept in process hold for one worker only: use --workers 1, "
             "or set storage.redis_url so that every worker and replica shares them"
@@ -91,6 +91,23 @@ def serve(
         workers=workers,
         threads=threads or settings.server.threads,
     ).run()
+
+
+def _has_traffic_rules(settings: Settings) -> bool:
+    """Limits or budgets in the config, or set through the admin API (a database not yet migrated
+    has none)."""
+    if settings.limits or settings.budgets:
+        return True
+    from proxy.db import make_engine, make_sessions
+    from proxy.traffic.rules_store import RuleStore
+
+    engine = make_engine(settings.storage.database_url)
+    try:
+        return bool(RuleStore(make_sessions(engine)).list())
+    except Exception:  # no such table yet: `--migrate` creates it, with no rules in it
+        return False
+    finally:
+        engine.dispose()
 
 
 def _create_app(settings: Settings) -> Flask:
@@ -733,9 +750,12 @@ def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
 
 def _register() -> None:
     from proxy.cli.policies import models, policy
+    from proxy.cli.traffic import budgets, limits
 
     main.add_command(policy)
     main.add_command(models)
+    main.add_command(limits)
+    main.add_command(budgets)
 
 
 _register()

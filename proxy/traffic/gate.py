@@ -123,33 +123,43 @@ class TrafficGate:
         settings: TrafficSettings,
         counters: Counters,
         spend_source: SpendSource | None = None,
+        stored: Callable[[], tuple[tuple[LimitRule, ...], tuple[BudgetRule, ...]]] | None = None,
     ) -> None:
-        self.limits = limits
-        self.budget_rules = budgets
+        self.config_limits = limits
+        self.config_budgets = budgets
+        self._stored = stored
         self.settings = settings
         self.counters = counters
         self.spend_source = spend_source
         self._seed_lock = threading.Lock()
 
     @property
-    def active(self) -> bool:
-        return bool(self.limits or self.budget_rules)
+    def limits(self) -> tuple[LimitRule, ...]:
+        """The config file's limits, then those set through the admin API (at most seconds old)."""
+        return self.config_limits + (self._stored()[0] if self._stored is not None else ())
+
+    @property
+    def budget_rules(self) -> tuple[BudgetRule, ...]:
+        return self.config_budgets + (self._stored()[1] if self._stored is not None else ())
 
     # -- what applies --------------------------------------------------------------------------
 
     def budgets_for(self, principal: Principal, now: datetime | None = None) -> list[BudgetState]:
-        now = now or datetime.now(UTC)
         found = []
         for rule in self.budget_rules:
             value = _matches(rule, principal, None)
-            if value is None:
-                continue
-            period, _, ttl = period_of(rule.period, now)
-            subject = principal.tenant if rule.scope == "tenant" else f"{principal.tenant}/{value}"
-            hard = round(rule.hard_usd * 1_000_000) if rule.hard_usd else NO_HARD_LIMIT
-            key = _key("budget", rule.scope, principal.tenant, value, period)
-            found.append(BudgetState(rule, subject, period, Budget(key, hard, ttl)))
+            if value is not None:
+                found.append(self.state_for(rule, principal.tenant, value, now))
         return found
+
+    @staticmethod
+    def state_for(rule: BudgetRule, tenant: str, value: str, now: datetime | None = None) -> BudgetState:
+        """The budget `rule` sets for one key (team, project; the tenant itself) in this period."""
+        period, _, ttl = period_of(rule.period, now or datetime.now(UTC))
+        subject = tenant if rule.scope == "tenant" else f"{tenant}/{value}"
+        hard = round(rule.hard_usd * 1_000_000) if rule.hard_usd else NO_HARD_LIMIT
+        key = _key("budget", rule.scope, tenant, value, period)
+        return BudgetState(rule, subject, period, Budget(key, hard, ttl))
 
     def _limits_for(
         self, principal: Principal, model: str, tokens: int
@@ -184,8 +194,6 @@ class TrafficGate:
     ) -> Ticket | None:
         """The request's ticket, or None when nothing applies; raises ProxyError (429, 403, 503) when
         a limit or budget refuses it."""
-        if not self.active:
-            return None
         answer_cap = next(
             (v for f in MAX_TOKEN_FIELDS if isinstance(v := payload.get(f), int) and not isinstance(v, bool)),
             self.settings.default_max_tokens,

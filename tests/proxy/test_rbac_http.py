@@ -53,6 +53,12 @@ EXPECTED = {
     ("GET", "/dashboards/plotly.min.js"): "dashboards:read",
     ("POST", "/v1/warden/evaluate"): "policies:read",
     ("GET", "/api/policies"): "policies:read",
+    ("GET", "/api/limits"): "limits:read",
+    ("PUT", "/api/limits"): "limits:manage",
+    ("DELETE", "/api/limits/<rule_id>"): "limits:manage",
+    ("GET", "/api/budgets"): "limits:read",
+    ("PUT", "/api/budgets"): "limits:manage",
+    ("DELETE", "/api/budgets/<rule_id>"): "limits:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
@@ -89,6 +95,8 @@ HOLDERS = {
     "data:erase": {"admin"},
     "exports:create": {"analyst", "auditor", "admin"},
     "policies:read": {"analyst", "auditor", "admin"},
+    "limits:read": {"analyst", "auditor", "admin"},
+    "limits:manage": {"admin"},
 }
 
 
