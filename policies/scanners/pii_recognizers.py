@@ -30,6 +30,9 @@ PHONE_CANDIDATE = re.compile(
 )
 # 12 to 19 digits, grouped by single spaces or dashes, with no digit group, letter or sign glued on.
 CARD_CANDIDATE = re.compile(r"(?<![\w+\-.,/])\d(?:[ -]?\d){11,18}(?![ -]?\d)(?![\w.,/-]\w)")
+# Several grouped numbers in a row (`4111 1111 1111 1111 5500 0000 0000 0004`): too long for one card,
+# but possibly cards one after another. Linear: groups and separators are disjoint classes.
+CARD_RUN = re.compile(r"(?<![\w+\-.,/])\d{1,19}(?:[ -]\d{1,19}){1,11}(?![ -]?\d)(?![\w.,/-]\w)")
 # A short group of letters or digits right before a candidate, joined by one space or dash: the candidate
 # is the tail of a longer grouped number (an IBAN's `DE89 3704 ...`), not a card. A number with a dot
 # before it (`10.0.0.1 4111 ...`) is another value, and the card after it is one.
@@ -146,6 +149,24 @@ def _result(recognizer: Any, entity: str, start: int, end: int) -> Any:
     )
 
 
+def _cards_in_a_row(run: re.Match[str]) -> list[tuple[int, int]]:
+    """The cards a run of grouped digits is made of, cut at group boundaries, when every part of it is
+    a card; none when it is one number (a long id), or the run is short enough to be a single card."""
+    groups = [(m.start() + run.start(), m.end() + run.start()) for m in re.finditer(r"\d+", run.group())]
+    if sum(end - start for start, end in groups) <= 19:
+        return []
+    cards = []
+    first, digits = 0, ""
+    for index, (start, end) in enumerate(groups):
+        digits += run.string[start:end]
+        if 12 <= len(digits) <= 19 and is_card_number(digits):
+            cards.append((groups[first][0], end))
+            first, digits = index + 1, ""
+        elif len(digits) > 19:
+            return []
+    return cards if not digits else []
+
+
 def card_recognizer() -> Any:
     from presidio_analyzer import LocalRecognizer
 
@@ -170,6 +191,12 @@ def card_recognizer() -> Any:
                     text, match.start()
                 ):
                     found.append(self._result(match.start(), match.end()))
+            for run in CARD_RUN.finditer(text):
+                if _GROUP_BEFORE.search(text, max(run.start() - 6, 0), run.start()):
+                    continue
+                if labelled_not_pii(text, run.start()):
+                    continue
+                found += [self._result(start, end) for start, end in _cards_in_a_row(run)]
             return found
 
         def _result(self, start: int, end: int) -> Any:
