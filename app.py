@@ -29,7 +29,7 @@ from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
 from proxy.formats import served_at
 from proxy.gateway.forwarder import Forwarder
-from proxy.gateway.router import Router
+from proxy.gateway.router import Deployment, Router
 from proxy.identity import audit
 from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
@@ -141,7 +141,13 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         ),
         clock=clock,
     )
-    router = Router([(make_upstream(up, engines), up.models, up.retries) for up in settings.upstreams])
+    router = Router(
+        [
+            Deployment(make_upstream(up, engines), up.models, up.retries, up.weight, up.max_in_flight)
+            for up in settings.upstreams
+        ],
+        settings.routing,
+    )
     if sink is None:
         url = settings.storage.clickhouse_url
         analytics = settings.analytics
@@ -160,7 +166,7 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         new_subjects_per_hour=settings.transcripts.new_subject_keys_per_hour,
     )
     policies = load_policies(settings)
-    metrics = Metrics(sink, policies)
+    metrics = Metrics(sink, policies, router)
     rules = RuleStore(db)
     traffic = make_traffic_gate(settings, rules)
     forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead, traffic)

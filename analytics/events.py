@@ -53,6 +53,9 @@ class ExchangeEvent:
     # Answered by a self-hosted model (an `upstreams[].self_hosted` upstream); with no configured
     # price its cost is 0, known, not NULL.
     self_hosted: bool = False
+    # Upstream calls this request took (failovers and connection retries included); 0 when none was
+    # made (refused before routing, or no upstream could take it).
+    attempts: int = 1
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

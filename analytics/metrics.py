@@ -39,6 +39,37 @@ class _SinkCollector:
         yield gauge
 
 
+class _RouterCollector:
+    """Per upstream, in this process: requests in flight, circuit state, breaker openings; failovers."""
+
+    def __init__(self, router: Any) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[Any]:
+        health = self._router.health()
+        in_flight = GaugeMetricFamily(
+            "warden_upstream_in_flight", "Requests in flight to each upstream.", labels=["upstream"]
+        )
+        open_ = GaugeMetricFamily(
+            "warden_upstream_circuit_open", "1 while the upstream's circuit is open.", labels=["upstream"]
+        )
+        opened = CounterMetricFamily(
+            "warden_upstream_circuit_opens", "Times the upstream's circuit opened.", labels=["upstream"]
+        )
+        for name, state in health.items():
+            in_flight.add_metric([name], state["in_flight"])
+            open_.add_metric([name], 1 if state["open"] else 0)
+            opened.add_metric([name], state["opened"])
+        yield in_flight
+        yield open_
+        yield opened
+        failovers = CounterMetricFamily(
+            "warden_upstream_failovers", "Attempts moved to another deployment after a failure, 429 or 5xx."
+        )
+        failovers.add_metric([], self._router.failovers)
+        yield failovers
+
+
 class _PolicyCollector:
     def __init__(self, policies: Any) -> None:
         self._policies = policies
@@ -55,11 +86,13 @@ class _PolicyCollector:
 class Metrics:
     """One registry per app, so several apps in one process (tests) never collide."""
 
-    def __init__(self, sink: Any, policies: Any = None) -> None:
+    def __init__(self, sink: Any, policies: Any = None, router: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_SinkCollector(sink))
         if policies is not None:
             self.registry.register(_PolicyCollector(policies))
+        if router is not None:
+            self.registry.register(_RouterCollector(router))
         self.overhead = Histogram(
             "warden_overhead_seconds",
             "Time spent in Warden per request, upstream waits excluded.",

@@ -41,6 +41,7 @@ TYPE_ONLY_KEYS = {
 MAX_RETENTION_DAYS = 18250
 MAX_TRUSTED_PROXIES = 8  # hops of X-Forwarded-For believed; more is a misconfiguration
 SERVER_WORKERS = ("buffered", "gthread")
+ROUTING_STRATEGIES = ("ordered", "weighted", "least_busy", "latency")
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
 
@@ -64,6 +65,10 @@ class UpstreamSettings:
     read_timeout: float = 600.0
     retries: int = 1
     max_connections: int = 256
+    # Balancing among the deployments of a model (`routing.strategy`): its share under `weighted`, the
+    # tie-break under `least_busy`; and a cap on its requests in flight in this process (0: none).
+    weight: int = 1
+    max_in_flight: int = 0
     # Ask the upstream for a usage chunk on streams even when the client did not, so tokens and
     # cost are always logged; the extra chunk is removed before the client sees it.
     stream_usage: bool = True
@@ -211,6 +216,27 @@ class PolicySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How a model's deployments share its requests and fail over (see proxy/gateway/router.py). The
+    breaker, the latency averages and the in-flight counts live in each process: per replica."""
+
+    strategy: str = "ordered"  # ordered | weighted | least_busy | latency
+    models: Mapping[str, str] = field(default_factory=dict)  # model -> strategy, for some models
+    deadline_s: float = 0.0  # all attempts of one request start within this; 0: no overall limit
+    backoff_s: float = 0.1  # first retry of a connection failure waits up to this (jittered, doubling)
+    backoff_max_s: float = 2.0
+    retry_after_max_s: float = 60.0  # a 429's retry-after cools its upstream at most this long
+    breaker_failures: int = 5  # consecutive failures that open the circuit; 0: never on this count
+    breaker_failure_rate: float = 0.5  # failed share of the last breaker_window calls; 0: off
+    breaker_window: int = 20
+    breaker_min_calls: int = 10  # calls in the window before the rate counts
+    breaker_cooldown_s: float = 30.0  # open this long, then one probe; doubled after a failed probe
+    breaker_max_cooldown_s: float = 300.0
+    latency_alpha: float = 0.3  # weight of the newest sample in the moving average
+    latency_explore: float = 0.05  # share of requests sent to a random deployment (latency strategy)
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens; micro-USD per token is then the same number."""
 
@@ -271,6 +297,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     upstreams: tuple[UpstreamSettings, ...] = ()
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     prices: Mapping[str, Price] = field(default_factory=dict)
     crypto: CryptoSettings = field(default_factory=CryptoSettings)
     transcripts: TranscriptSettings = field(default_factory=TranscriptSettings)
@@ -398,6 +425,7 @@ class _Builder:
             raise self.fail(("demo", "max_tokens"), "must be between 1 and 4096")
         if "upstreams" not in raw:
             upstreams = self.demo_upstreams(raw)
+        routing = self.routing(raw, upstreams)
         prices = self.prices(raw.get("prices"))
         crypto = self.dataclass_section(raw, "crypto", CryptoSettings)
         if crypto.kek == "auto":
@@ -432,6 +460,7 @@ class _Builder:
             auth=auth,
             analytics=analytics,
             upstreams=upstreams,
+            routing=routing,
             prices=prices,
             crypto=crypto,
             transcripts=transcripts,
@@ -491,6 +520,45 @@ class _Builder:
     def check_scope(self, scope: str, path: tuple[str | int, ...]) -> None:
         if scope not in LIMIT_SCOPES:
             raise self.fail((*path, "scope"), f"must be one of {', '.join(LIMIT_SCOPES)}")
+
+    def routing(self, raw: dict[str, Any], upstreams: tuple[UpstreamSettings, ...]) -> RoutingSettings:
+        routing = self.dataclass_section(raw, "routing", RoutingSettings)
+        known = ", ".join(ROUTING_STRATEGIES)
+        if routing.strategy not in ROUTING_STRATEGIES:
+            raise self.fail(
+                ("routing", "strategy"), f"unknown strategy {routing.strategy!r} (known: {known})"
+            )
+        served = {model for up in upstreams for model in up.models}
+        for model, strategy in routing.models.items():
+            if strategy not in ROUTING_STRATEGIES:
+                raise self.fail(
+                    ("routing", "models", model), f"unknown strategy {strategy!r} (known: {known})"
+                )
+            if model not in served:
+                raise self.fail(("routing", "models", model), f"no upstream serves the model {model!r}")
+        for key in ("deadline_s", "breaker_failures", "breaker_failure_rate", "latency_explore"):
+            if getattr(routing, key) < 0:
+                raise self.fail(("routing", key), "must be >= 0")
+        for key in (
+            "backoff_s",
+            "backoff_max_s",
+            "retry_after_max_s",
+            "breaker_window",
+            "breaker_min_calls",
+            "breaker_cooldown_s",
+        ):
+            self.check_positive(("routing", key), getattr(routing, key))
+        if routing.breaker_failure_rate > 1:
+            raise self.fail(("routing", "breaker_failure_rate"), "must be between 0 and 1")
+        if routing.latency_explore > 1:
+            raise self.fail(("routing", "latency_explore"), "must be between 0 and 1")
+        if not 0 < routing.latency_alpha <= 1:
+            raise self.fail(("routing", "latency_alpha"), "must be in (0, 1]")
+        if routing.breaker_min_calls > routing.breaker_window:
+            raise self.fail(("routing", "breaker_min_calls"), "must be <= breaker_window")
+        if routing.breaker_max_cooldown_s < routing.breaker_cooldown_s:
+            raise self.fail(("routing", "breaker_max_cooldown_s"), "must be >= breaker_cooldown_s")
+        return routing
 
     def policies(self, raw: dict[str, Any]) -> PolicySettings:
         policies = self.dataclass_section(raw, "policies", PolicySettings)
@@ -731,6 +799,10 @@ class _Builder:
                 self.check_positive((*path, key), getattr(up, key))
             if up.retries < 0:
                 raise self.fail((*path, "retries"), "must be >= 0")
+            if not 1 <= up.weight <= 1000:
+                raise self.fail((*path, "weight"), "must be from 1 to 1000")
+            if up.max_in_flight < 0:
+                raise self.fail((*path, "max_in_flight"), "must be >= 0 (0: no cap)")
             result.append(up)
         return tuple(result)
 
@@ -897,6 +969,7 @@ _SECTIONS = {
     "auth": AuthSettings,
     "analytics": AnalyticsSettings,
     "upstreams": None,
+    "routing": RoutingSettings,
     "prices": None,
     "crypto": CryptoSettings,
     "transcripts": TranscriptSettings,

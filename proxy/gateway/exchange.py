@@ -48,6 +48,7 @@ class Exchange:
     model: str = ""
     streamed: bool = False
     upstream: str = ""
+    attempts: int = 0  # upstream calls made (failovers and retries included); 0: none
     status: int = 0
     error_class: str = ""
     # Seconds spent waiting on the upstream, and on our own work after the response started.
@@ -142,6 +143,7 @@ class Exchange:
             retention_days=retention_days,
             refusal=refusal,
             self_hosted=self_hosted,
+            attempts=min(self.attempts, 255),
             **self._policy_columns(),
         )
 

@@ -32,7 +32,7 @@ from proxy.gateway.exchange import AppliedPolicy, Exchange
 from proxy.gateway.plans import PASSED_HEADERS, Plans
 from proxy.gateway.refusal import is_refusal
 from proxy.gateway.relay import GuardedSseRelay, SseRelay
-from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, T
+from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, RoutingRefused, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.jsonbody import parse_json
 from proxy.settings import Settings
@@ -259,8 +259,18 @@ class Forwarder:
             routed = route()
         except NoRoute:
             raise plans.no_route(exchange.model) from None
+        except RoutingRefused as refused:
+            exchange.attempts = 0
+            raise ProxyError(
+                refused.status,
+                refused.message,
+                type="rate_limit_error" if refused.status == 429 else "server_error",
+                code=refused.code,
+                headers={"retry-after": str(refused.retry_after_s)},
+            ) from None
         except RoutingFailed as failed:
             exchange.upstream_s += failed.waited_s
+            exchange.attempts = failed.attempts
             failure = failed.failure
             exchange.upstream = failure.upstream
             raise ProxyError(
@@ -272,6 +282,7 @@ class Forwarder:
             ) from None
         exchange.upstream_s += routed.waited_s
         exchange.upstream = routed.upstream
+        exchange.attempts = routed.attempts
         return routed
 
     def _relay_reply(self, exchange: Exchange, reply: UpstreamReply) -> Response:

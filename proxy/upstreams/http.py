@@ -7,7 +7,7 @@ signing requests (`anthropic.py`, `azure.py`) subclass it and change only `_auth
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import ClassVar, Protocol
@@ -41,6 +41,8 @@ class UpstreamReply:
     # Seconds spent waiting on the upstream itself; the HTTP client's own CPU time is excluded so
     # that Warden's self-reported overhead counts it (it is Warden's work, not the upstream's).
     wait_s: float = 0.0
+    # Of which until the response headers arrived (the router's latency figure); 0: not measured.
+    head_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -52,6 +54,8 @@ class UpstreamStream:
     chunks: Iterator[bytes]
     _response: httpx.Response | None = field(default=None, repr=False)
     wait_s: float = 0.0  # until the response headers arrived; see UpstreamReply.wait_s
+    # Called by `close()` (the router's in-flight count); it must be safe to call more than once.
+    on_close: Callable[[], None] | None = field(default=None, repr=False)
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks)
@@ -59,6 +63,8 @@ class UpstreamStream:
     def close(self) -> None:
         if self._response is not None:
             self._response.close()
+        if self.on_close is not None:
+            self.on_close()
 
 
 class Upstream(Protocol):
@@ -139,7 +145,11 @@ class HttpUpstream:
         except httpx.HTTPError as exc:
             raise self._failure(exc) from None
         return UpstreamReply(
-            response.status_code, relayed_headers(response.headers), response.content, timer.waited()
+            response.status_code,
+            relayed_headers(response.headers),
+            response.content,
+            timer.waited(),
+            timer.head(),
         )
 
     def stream(
@@ -199,6 +209,13 @@ class _WaitTimer:
     def __call__(self, name: str, info: object) -> None:
         if name in _WAIT_EVENTS:
             self.marks[name] = perf_counter()
+
+    def head(self) -> float:
+        """Request sent to response headers received; 0 when a mark is missing."""
+        m = self.marks
+        sent = m.get("http11.send_request_body.complete")
+        head = m.get("http11.receive_response_headers.complete")
+        return head - sent if sent is not None and head is not None else 0.0
 
     def waited(self) -> float:
         m = self.marks

@@ -179,3 +179,66 @@ def test_self_hosted_defaults_to_local_models_and_can_be_declared(tmp_path: Path
     declared = GOOD.replace("    type: openai\n", "    type: openai\n    self_hosted: true\n")
     (upstream,) = load_settings(write(tmp_path, declared), environ={"TEST_UPSTREAM_KEY": "k"}).upstreams
     assert upstream.self_hosted is True
+
+
+ONE_UPSTREAM = "upstreams:\n  - name: a\n    type: openai\n    base_url: http://x\n    models: [m]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (ONE_UPSTREAM + "    weight: 0\n", "warden.yaml:6: upstreams[0].weight: must be from 1 to 1000"),
+        (ONE_UPSTREAM + "    max_in_flight: -1\n", "warden.yaml:6: upstreams[0].max_in_flight: must be >= 0"),
+        (
+            ONE_UPSTREAM + "routing:\n  strategy: fastest\n",
+            "warden.yaml:7: routing.strategy: unknown strategy 'fastest' (known: ordered, weighted,",
+        ),
+        (
+            ONE_UPSTREAM + "routing:\n  models:\n    m: random\n",
+            "warden.yaml:8: routing.models.m: unknown strategy 'random'",
+        ),
+        (
+            ONE_UPSTREAM + "routing:\n  models:\n    other: latency\n",
+            "warden.yaml:8: routing.models.other: no upstream serves the model 'other'",
+        ),
+        (ONE_UPSTREAM + "routing:\n  deadline_s: -1\n", "warden.yaml:7: routing.deadline_s: must be >= 0"),
+        (
+            ONE_UPSTREAM + "routing:\n  breaker_failure_rate: 1.5\n",
+            "warden.yaml:7: routing.breaker_failure_rate: must be between 0 and 1",
+        ),
+        (
+            ONE_UPSTREAM + "routing:\n  breaker_window: 5\n  breaker_min_calls: 6\n",
+            "warden.yaml:8: routing.breaker_min_calls: must be <= breaker_window",
+        ),
+        (
+            ONE_UPSTREAM + "routing:\n  breaker_cooldown_s: 10\n  breaker_max_cooldown_s: 5\n",
+            "warden.yaml:8: routing.breaker_max_cooldown_s: must be >= breaker_cooldown_s",
+        ),
+        (ONE_UPSTREAM + "routing:\n  backoff_s: 0\n", "warden.yaml:7: routing.backoff_s: must be > 0"),
+        (ONE_UPSTREAM + "routing:\n  latency_alpha: 0\n", "warden.yaml:7: routing.latency_alpha: must be in"),
+        (ONE_UPSTREAM + "routing:\n  breaker: {}\n", "warden.yaml:7: routing.breaker: unknown key"),
+    ],
+)
+def test_routing_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ={})
+    assert expected in str(caught.value)
+
+
+def test_routing_settings_and_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, GOOD), environ={"TEST_UPSTREAM_KEY": "k"})
+    assert settings.routing.strategy == "ordered" and settings.routing.deadline_s == 0
+    assert (settings.upstreams[0].weight, settings.upstreams[0].max_in_flight) == (1, 0)
+    text = GOOD.replace("    models:", "    weight: 3\n    max_in_flight: 8\n    models:")
+    text += "routing:\n  strategy: least_busy\n  models: {gpt-4o-mini: latency}\n  deadline_s: 30\n"
+    settings = load_settings(
+        write(tmp_path, text), environ={"TEST_UPSTREAM_KEY": "k", "WARDEN_ROUTING__BREAKER_FAILURES": "3"}
+    )
+    assert (settings.upstreams[0].weight, settings.upstreams[0].max_in_flight) == (3, 8)
+    routing = settings.routing
+    assert (routing.strategy, dict(routing.models), routing.deadline_s) == (
+        "least_busy",
+        {"gpt-4o-mini": "latency"},
+        30.0,
+    )
+    assert routing.breaker_failures == 3

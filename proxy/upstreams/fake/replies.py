@@ -17,6 +17,10 @@ class FakeBehaviour:
     chunks: int = 8
     words: int = 0  # 0: echo the last user message
     hang_seconds: float = 30.0
+    # Answer every POST with this HTTP status (an error body) instead, with `retry-after` when set:
+    # an unwell or rate-limited deployment, switched on and off by a test.
+    fail_status: int = 0
+    retry_after: str = ""
 
 
 @dataclass(frozen=True, slots=True)

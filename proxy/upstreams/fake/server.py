@@ -132,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = self.server.behaviour
         if behaviour.delay_ms:
             time.sleep(behaviour.delay_ms / 1000)
+        if behaviour.fail_status:
+            retry = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+            status = behaviour.fail_status
+            self._reply(_error(status, f"fake error {status}", anthropic, "fake_error"), headers=retry)
+            return
         model = str(body.get("model", ""))
         if self._failed(model, anthropic):
             return
