@@ -82,6 +82,7 @@ class Services:
         self.exports.close()
         self.sink.close()
         self.router.close()
+        self.forwarder.cache.close()
         for local in self.local_engines:
             local.close()
         for client in self._opened:

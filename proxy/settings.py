@@ -114,6 +114,9 @@ class StorageSettings:
     # The password of an http(s) ClickHouse, kept out of the URL: the password itself, env:VAR or
     # file:PATH (e.g. the file `warden clickhouse-serve` writes).
     clickhouse_password: str | None = None
+    # A Redis server (redis://, rediss:// or unix://) for what processes share: the response cache's
+    # `backend: redis`. Empty: none.
+    redis_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,17 @@ class PolicySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The exact response cache (off unless a policy enables it): where entries live and their limits."""
+
+    backend: str = "memory"  # memory (per process) | redis (storage.redis_url, shared)
+    ttl_s: float = 300.0  # a policy's `cache.ttl_s` overrides it
+    max_entries: int = 10_000  # memory backend: the least recently used go first
+    max_body_bytes: int = 1_000_000  # larger answers (a JSON body, a whole stream) are not cached
+    key_prefix: str = "warden:cache:"  # redis backend: every key starts with it
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens; micro-USD per token is then the same number."""
 
@@ -230,6 +244,7 @@ class Settings:
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     exports: ExportSettings = field(default_factory=ExportSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     source: str = "<defaults>"
 
     def retention_days(self, team: str) -> int:
@@ -374,6 +389,7 @@ class _Builder:
             keep_days=exports.keep_days,
         )
         policies = self.policies(raw)
+        cache = self.cache(raw, storage)
         return Settings(
             server=server,
             storage=storage,
@@ -387,8 +403,21 @@ class _Builder:
             compliance=compliance,
             exports=exports,
             policies=policies,
+            cache=cache,
             source=self.source,
         )
+
+    def cache(self, raw: dict[str, Any], storage: StorageSettings) -> CacheSettings:
+        cache = self.dataclass_section(raw, "cache", CacheSettings)
+        if cache.backend not in ("memory", "redis"):
+            raise self.fail(("cache", "backend"), "must be memory or redis")
+        if cache.backend == "redis" and not storage.redis_url:
+            raise self.fail(("cache", "backend"), "redis needs storage.redis_url")
+        for key in ("ttl_s", "max_entries", "max_body_bytes"):
+            self.check_positive(("cache", key), getattr(cache, key))
+        if not cache.key_prefix:
+            raise self.fail(("cache", "key_prefix"), "must not be empty")
+        return cache
 
     def policies(self, raw: dict[str, Any]) -> PolicySettings:
         policies = self.dataclass_section(raw, "policies", PolicySettings)
@@ -572,8 +601,13 @@ class _Builder:
             ch = "chdb://" + _local_path(ch[len("chdb://") :], ("storage", "clickhouse_url"), self)
         if storage.clickhouse_password is not None:
             ch = self.with_clickhouse_password(ch, storage.clickhouse_password)
+        if storage.redis_url and urlparse(storage.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise self.fail(("storage", "redis_url"), "must be a redis://, rediss:// or unix:// URL")
         return StorageSettings(
-            database_url=db, clickhouse_url=ch, clickhouse_password=storage.clickhouse_password
+            database_url=db,
+            clickhouse_url=ch,
+            clickhouse_password=storage.clickhouse_password,
+            redis_url=storage.redis_url,
         )
 
     def with_clickhouse_password(self, url: str, reference: str) -> str:
@@ -798,4 +832,5 @@ _SECTIONS = {
     "exports": ExportSettings,
     "policies": PolicySettings,
     "demo": DemoSettings,
+    "cache": CacheSettings,
 }
