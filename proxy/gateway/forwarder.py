@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
+from policies.document import CachePolicy
 from policies.engine import Hit, Report
 from policies.findings import Finding, Placeholders
 from policies.store import Caller, PolicyStore
@@ -224,7 +226,7 @@ class Forwarder:
             exchange.model,
             payload,
             streamed=exchange.streamed,
-            policy=compiled.policy.cache,
+            policy=_cache_policy(compiled.policy.cache, principal.cache),
             directive=directive,
         )
         if lookup is not None:
@@ -593,6 +595,13 @@ def _passed_headers(request: Request) -> dict[str, str]:
             raise bad_request(f"The '{name}' header must be printable ASCII.", param=name)
         passed[name] = value
     return passed
+
+
+def _cache_policy(policy: CachePolicy, key_cache: bool | None) -> CachePolicy:
+    """The policy's cache settings, with the API key's own switch (None: the policy decides)."""
+    if key_cache is None or key_cache == policy.enabled:
+        return policy
+    return dataclasses.replace(policy, enabled=key_cache)
 
 
 def _serves(hit: CachedAnswer, streamed: bool, wants_usage: bool) -> bool:

@@ -247,6 +247,36 @@ def test_off_unless_the_policy_enables_it(tmp_path: Path, fake_upstream: FakeUps
         live.stop()
 
 
+def test_a_key_turns_the_cache_on_or_off_whatever_the_policy_says(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    live, _ = start(tmp_path, fake_upstream, "memory", team="alpha")  # alpha's policy caches
+    try:
+        off = sdk(live, live.create_key("alpha", cache=False))
+        ask(off, "per key")
+        calls = len(fake_upstream.requests)
+        _, headers = ask(off, "per key")
+        assert len(fake_upstream.requests) == calls + 1 and "x-warden-cache" not in headers
+        # Team beta's requests fall under the default policy, which does not cache: its key's switch does.
+        with httpx.Client(
+            base_url=live.base_url.removesuffix("/v1"),
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        ) as admin:
+            assert admin.post("/api/teams", json={"name": "beta"}).status_code in (200, 201)
+            made = admin.post("/api/keys", json={"team": "beta", "cache": True})
+            assert made.status_code == 201 and made.json()["cache"] is True
+            bad = admin.post("/api/keys", json={"team": "beta", "cache": "yes"})
+            assert bad.status_code == 400
+        on = sdk(live, made.json()["key"])
+        assert ask(on, "per key")[1]["x-warden-cache"] == "miss"
+        assert ask(on, "per key")[1]["x-warden-cache"] == "hit"
+        plain = sdk(live, live.create_key("beta"))
+        assert "x-warden-cache" not in ask(plain, "per key")[1]
+    finally:
+        live.stop()
+
+
 def test_settings_and_policy_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cache\.backend: redis needs storage\.redis_url"):
         make_settings(tmp_path, None, cache={"backend": "redis"})
