@@ -309,3 +309,36 @@ def test_key_material_and_memory_backend() -> None:
     assert (memory.get("a"), memory.get("b"), memory.get("c")) == (b"1", None, b"3")
     now[0] = 11
     assert memory.get("a") is None and len(memory) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/responses", {"model": "gpt-fake", "input": "typed events for a@example.com", "stream": True}),
+        (
+            "/messages",
+            {
+                "model": "gpt-fake",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "typed events for a@example.com"}],
+                "stream": True,
+            },
+        ),
+    ],
+)
+def test_typed_streams_are_replayed(
+    path: str, body: dict[str, Any], tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    live, _ = start(tmp_path, fake_upstream, "memory")
+    try:
+        auth = {"authorization": f"Bearer {live.create_key()}"}
+        with httpx.Client(base_url=live.base_url, headers=auth, timeout=10) as http:
+            first = http.post(path, json=body)
+            calls = len(fake_upstream.requests)
+            again = http.post(path, json=body)
+        assert first.status_code == again.status_code == 200
+        assert (first.headers["x-warden-cache"], again.headers["x-warden-cache"]) == ("miss", "hit")
+        assert len(fake_upstream.requests) == calls
+        assert "a@example.com" in again.text and again.text == first.text
+    finally:
+        live.stop()
