@@ -88,6 +88,7 @@ class Services:
         self.sink.close()
         self.router.close()
         self.traffic.close()
+        self.forwarder.cache.close()
         for local in self.local_engines:
             local.close()
         for client in self._opened:

@@ -27,7 +27,7 @@ class ExchangeEvent:
     status: int
     error_class: str
     streamed: bool
-    cache_hit: bool  # always False until Warden has a response cache; the column is kept for it
+    cache_hit: bool  # answered from Warden's response cache: nothing spent upstream
     latency_ms: float
     ttft_ms: float | None
     upstream_ms: float
@@ -56,6 +56,8 @@ class ExchangeEvent:
     # Upstream calls this request took (failovers and connection retries included); 0 when none was
     # made (refused before routing, or no upstream could take it).
     attempts: int = 1
+    # A cache hit: what the call would have cost (its cost is 0, nothing was spent).
+    cost_saved_micro_usd: int = 0
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

@@ -273,6 +273,7 @@ def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
             f"""
             SELECT {column} AS name, sum(spend_micro_usd) / 1e6 AS spend_usd, sum(unpriced) AS unpriced,
                    sum(self_hosted_free) AS self_hosted_free,
+                   sum(cache_hits) AS cache_hits, sum(saved_micro_usd) / 1e6 AS saved_usd,
                    sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
             FROM {"requests_hourly" if dim == "key" else table} WHERE {where}
             GROUP BY name ORDER BY spend_usd DESC LIMIT 15""",
@@ -288,6 +289,9 @@ def cost(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         "total_usd": total,
         "unpriced_requests": sum(int(r["unpriced"]) for r in by["model"]),
         "self_hosted_requests": sum(int(r["self_hosted_free"]) for r in by["model"]),
+        # Answered from the response cache: nothing spent, and what those calls would have cost.
+        "cache_hits": sum(int(r["cache_hits"]) for r in by["model"]),
+        "cache_saved_usd": sum(float(r["saved_usd"]) for r in by["model"]),
         "projected_month_usd": total / days * 30 if days >= 1 else None,
     }
 

@@ -105,6 +105,12 @@ def cost(data: dict[str, Any]) -> list[go.Figure]:
     teams.add_bar(
         x=[r["name"] for r in data["by_team"]], y=[r["spend_usd"] for r in data["by_team"]], name="spend"
     )
+    if any(r.get("saved_usd") for r in data["by_team"]):
+        teams.add_bar(
+            x=[r["name"] for r in data["by_team"]],
+            y=[r.get("saved_usd", 0) for r in data["by_team"]],
+            name="saved by the cache",
+        )
     tokens = _figure("Tokens by model", "model", "tokens")
     tokens.add_bar(
         x=[r["name"] for r in data["by_model"]],

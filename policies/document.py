@@ -29,12 +29,27 @@ TOP_KEYS = (
     "restore",
     "upstream_context",
     "stream",
+    "cache",
     "rules",
     "tests",
 )
 # What a policy does with a request that points at context the upstream keeps and Warden never saw
 # (the Responses API's `previous_response_id` and `conversation`).
 UPSTREAM_CONTEXT = ("refuse", "allow")
+
+
+MAX_CACHE_TTL_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """`cache:` in a policy: whether the exact response cache serves its requests, and for how long.
+    `ttl_s` 0 takes the server's `cache.ttl_s`; `deterministic_only` caches only requests that ask for
+    `temperature: 0` (a sampled answer otherwise repeats for every identical request)."""
+
+    enabled: bool = False
+    ttl_s: float = 0.0
+    deterministic_only: bool = False
 
 
 class PolicyError(ValueError):
@@ -78,6 +93,7 @@ class Policy:
     restore: bool = True
     holdback: int = DEFAULT_HOLDBACK
     upstream_context: str = "refuse"
+    cache: CachePolicy = field(default_factory=CachePolicy)
 
     @property
     def label(self) -> str:
@@ -190,6 +206,23 @@ class _Reader:
             restore=restore,
             holdback=holdback,
             upstream_context=upstream_context,
+            cache=self.cache(data.get("cache")),
+        )
+
+    def cache(self, raw: Any) -> CachePolicy:
+        if raw is None:
+            return CachePolicy()
+        raw = self.mapping(raw, ("cache",), ("enabled", "ttl_s", "deterministic_only"))
+        for key in ("enabled", "deterministic_only"):
+            if not isinstance(raw.get(key, False), bool):
+                raise self.fail(("cache", key), "must be true or false")
+        ttl = raw.get("ttl_s", 0)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= MAX_CACHE_TTL_S:
+            raise self.fail(("cache", "ttl_s"), f"must be a number of seconds from 0 to {MAX_CACHE_TTL_S}")
+        return CachePolicy(
+            enabled=raw.get("enabled", False),
+            ttl_s=float(ttl),
+            deterministic_only=raw.get("deterministic_only", False),
         )
 
     def scope(self, raw: Any) -> dict[str, tuple[str, ...]]:
@@ -321,6 +354,7 @@ def merge(parent: Policy, child: Policy) -> Policy:
         restore=child.restore,
         holdback=child.holdback,
         upstream_context=child.upstream_context,
+        cache=child.cache,
     )
 
 

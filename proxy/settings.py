@@ -119,8 +119,9 @@ class StorageSettings:
     # The password of an http(s) ClickHouse, kept out of the URL: the password itself, env:VAR or
     # file:PATH (e.g. the file `warden clickhouse-serve` writes).
     clickhouse_password: str | None = None
-    # Limits, budgets and the cache shared by every replica (redis://HOST:PORT/DB); empty: kept in
-    # this process, which is exact for one worker only.
+    # A Redis server (redis://, rediss:// or unix://) every worker and replica shares: limits and
+    # budgets, and the response cache's `backend: redis`. Empty: limits and budgets are kept in this
+    # process (exact for one worker only), the cache in memory.
     redis_url: str = ""
 
 
@@ -237,6 +238,17 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The exact response cache (off unless a policy enables it): where entries live and their limits."""
+
+    backend: str = "memory"  # memory (per process) | redis (storage.redis_url, shared)
+    ttl_s: float = 300.0  # a policy's `cache.ttl_s` overrides it
+    max_entries: int = 10_000  # memory backend: the least recently used go first
+    max_body_bytes: int = 1_000_000  # larger answers (a JSON body, a whole stream) are not cached
+    key_prefix: str = "warden:cache:"  # redis backend: every key starts with it
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens; micro-USD per token is then the same number."""
 
@@ -308,6 +320,7 @@ class Settings:
     limits: tuple[LimitRule, ...] = ()
     budgets: tuple[BudgetRule, ...] = ()
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     source: str = "<defaults>"
 
     def retention_days(self, team: str) -> int:
@@ -454,6 +467,7 @@ class _Builder:
         )
         policies = self.policies(raw)
         limits, budgets, traffic = self.traffic(raw)
+        cache = self.cache(raw, storage)
         return Settings(
             server=server,
             storage=storage,
@@ -471,6 +485,7 @@ class _Builder:
             limits=limits,
             budgets=budgets,
             traffic=traffic,
+            cache=cache,
             source=self.source,
         )
 
@@ -559,6 +574,18 @@ class _Builder:
         if routing.breaker_max_cooldown_s < routing.breaker_cooldown_s:
             raise self.fail(("routing", "breaker_max_cooldown_s"), "must be >= breaker_cooldown_s")
         return routing
+
+    def cache(self, raw: dict[str, Any], storage: StorageSettings) -> CacheSettings:
+        cache = self.dataclass_section(raw, "cache", CacheSettings)
+        if cache.backend not in ("memory", "redis"):
+            raise self.fail(("cache", "backend"), "must be memory or redis")
+        if cache.backend == "redis" and not storage.redis_url:
+            raise self.fail(("cache", "backend"), "redis needs storage.redis_url")
+        for key in ("ttl_s", "max_entries", "max_body_bytes"):
+            self.check_positive(("cache", key), getattr(cache, key))
+        if not cache.key_prefix:
+            raise self.fail(("cache", "key_prefix"), "must not be empty")
+        return cache
 
     def policies(self, raw: dict[str, Any]) -> PolicySettings:
         policies = self.dataclass_section(raw, "policies", PolicySettings)
@@ -981,4 +1008,5 @@ _SECTIONS = {
     "limits": None,
     "budgets": None,
     "traffic": TrafficSettings,
+    "cache": CacheSettings,
 }

@@ -10,6 +10,7 @@ from proxy.cli.main import main
 from proxy.settings import (
     AnalyticsSettings,
     AuthSettings,
+    CacheSettings,
     ComplianceSettings,
     CryptoSettings,
     DemoSettings,
@@ -41,6 +42,7 @@ def test_every_setting_is_documented() -> None:
         "exports": ExportSettings,
         "policies": PolicySettings,
         "demo": DemoSettings,
+        "cache": CacheSettings,
     }
     missing = [
         f"{prefix}.{field.name}"

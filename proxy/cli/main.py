@@ -172,6 +172,11 @@ def _key_store(config_path: Path | None) -> Any:
 @click.option("--models", help="Comma-separated models the key may use (default: all routed models).")
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), help="Expire the key after this many days.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the team.")
+@click.option(
+    "--cache/--no-cache",
+    default=None,
+    help="Turn the response cache on (or off) for this key's requests (default: as the policy says).",
+)
 def keys_create(
     config_path: Path | None,
     team: str,
@@ -180,6 +185,7 @@ def keys_create(
     models: str | None,
     expires_in_days: int | None,
     tenant: str,
+    cache: bool | None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from proxy.db import utcnow
@@ -196,6 +202,7 @@ def keys_create(
             expires_at=expires,
             tenant=tenant,
             change=_cli_change(tenant),
+            cache=cache,
         )
     )
     click.echo(plaintext)
@@ -224,6 +231,7 @@ def keys_list(config_path: Path | None, team: str | None, as_json: bool) -> None
                         "created_at": info.created_at.isoformat(),
                         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
                         "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+                        "cache": info.cache,
                     }
                 )
             )

@@ -123,6 +123,7 @@ class KeyRing:
         self._sessions = sessions
         self._kek = AESGCM(kek)
         self._subject_key = hmac.new(kek, b"warden-subject-id-v1", hashlib.sha256).digest()
+        self._cache_key = hmac.new(kek, b"warden-cache-key-v1", hashlib.sha256).digest()
         self._current: OrderedDict[tuple[str, str], tuple[float, str, AESGCM]] = OrderedDict()
         self._lock = threading.Lock()
         self._clock = clock
@@ -136,7 +137,37 @@ class KeyRing:
         """A stable pseudonym for an end-user id: erasable by id, meaningless without the KEK."""
         return hmac.new(self._subject_key, f"{tenant}\x00{subject}".encode(), hashlib.sha256).hexdigest()[:32]
 
+    def cache_key(self, tenant: str, material: bytes) -> str:
+        """The response cache's key for a request: a keyed hash, meaningless without the KEK, never the
+        request's text; the tenant is in it, so no two tenants ever share an entry."""
+        mac = hmac.new(self._cache_key, tenant.encode() + b"\x00", hashlib.sha256)
+        mac.update(material)
+        return mac.hexdigest()
+
     # -- sealing -------------------------------------------------------------------------------
+
+    def seal_bytes(self, tenant: str, data: bytes, aad: bytes) -> bytes:
+        """`data` compressed and encrypted under the tenant's current key, as one opaque value (key id,
+        nonce, ciphertext): what the response cache stores. Shredding the tenant's keys unseals nothing."""
+        key_id, aead = self._current_key(tenant, "")
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = aead.encrypt(nonce, zlib.compress(data, 1), aad)
+        return key_id.encode() + b"|" + nonce + sealed
+
+    def open_bytes(self, tenant: str, blob: bytes, aad: bytes) -> bytes:
+        """What `seal_bytes` sealed. Raises CryptoError for a destroyed key or a value moved or altered."""
+        key_id_raw, _, rest = blob.partition(b"|")
+        key_id = key_id_raw.decode("ascii", "replace")
+        if len(rest) <= NONCE_BYTES:
+            raise CryptoError("a sealed value is cut short")
+        with self._lock:
+            cached = self._current.get((tenant, ""))
+        # The tenant's current key, cached: no database read on a cache hit in the common case.
+        aead = cached[2] if cached is not None and cached[1] == key_id else self._key_by_id(key_id)
+        try:
+            return zlib.decompress(aead.decrypt(rest[:NONCE_BYTES], rest[NONCE_BYTES:], aad))
+        except (InvalidTag, zlib.error):
+            raise CryptoError("a sealed value does not match its key (tampered or moved)") from None
 
     def seal(
         self,

@@ -70,6 +70,10 @@ class Exchange:
     applied: AppliedPolicy | None = None
     # What the request holds of its limits and budgets, settled when its row is recorded.
     ticket: Ticket | None = None
+    # Served from the response cache (nothing spent upstream), and the x-warden-cache header's value
+    # (hit, miss or bypass; empty when the policy does not cache).
+    cache_hit: bool = False
+    cache_status: str = ""
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
@@ -115,6 +119,9 @@ class Exchange:
         latency = end - self.t0
         overhead = self.head_overhead_s + self.stream_work_s if self.streamed else latency - self.upstream_s
         p = self.principal
+        cost = self.cost_micro_usd(price, self_hosted)
+        # A cache hit spent nothing: what the call would have cost is recorded as saved.
+        spent, saved = (0, cost or 0) if self.cache_hit else (cost, 0)
         return ExchangeEvent(
             tenant=p.tenant if p else "",
             team=p.team if p else "",
@@ -128,7 +135,7 @@ class Exchange:
             status=self.status,
             error_class=self.error_class,
             streamed=self.streamed,
-            cache_hit=False,
+            cache_hit=self.cache_hit,
             latency_ms=latency * 1000,
             ttft_ms=self.ttft_s * 1000 if self.ttft_s is not None else None,
             upstream_ms=self.upstream_s * 1000,
@@ -136,7 +143,7 @@ class Exchange:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             cached_tokens=self.cached_tokens,
-            cost_micro_usd=self.cost_micro_usd(price, self_hosted),
+            cost_micro_usd=spent,
             finish_reason=self.finish_reason,
             choices=self.choices,
             subject_hash=subject_hash,
@@ -144,6 +151,7 @@ class Exchange:
             refusal=refusal,
             self_hosted=self_hosted,
             attempts=min(self.attempts, 255),
+            cost_saved_micro_usd=saved,
             **self._policy_columns(),
         )
 

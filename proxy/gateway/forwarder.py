@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from analytics.events import TranscriptRow
 from analytics.sink import EventSink, SpoolUnavailable
+from policies.document import CachePolicy
 from policies.engine import Hit, Report
 from policies.findings import Finding, Placeholders
 from policies.store import Caller, PolicyStore
@@ -28,6 +30,7 @@ from proxy.errors import (
 )
 from proxy.formats import FORMATS, WireFormat, served_at, validation
 from proxy.gateway import governance
+from proxy.gateway.cache import OPTIONS_FIELD, CachedAnswer, Lookup, ResponseCache, client_directive
 from proxy.gateway.exchange import AppliedPolicy, Exchange
 from proxy.gateway.plans import PASSED_HEADERS, Plans
 from proxy.gateway.refusal import is_refusal
@@ -74,6 +77,7 @@ class Forwarder:
         # Models only self-hosted upstreams serve: no price is needed under a budget (they cost 0).
         paid = {m for up in settings.upstreams if not up.self_hosted for m in up.models}
         self._free_models = frozenset(m for up in settings.upstreams for m in up.models if m not in paid)
+        self.cache = ResponseCache.from_settings(settings.cache, settings.storage.redis_url, keyring)
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class Forwarder:
                 )
             raw = request.get_data(cache=False)
             passed = _passed_headers(request)
-            return self._forward(exchange, route, raw, passed)
+            return self._forward(exchange, route, raw, passed, request.headers.get("cache-control", ""))
         except ProxyError as error:
             return self._fail(exchange, error)
         except RequestEntityTooLarge:
@@ -183,9 +187,22 @@ class Forwarder:
 
     # -- the flow ------------------------------------------------------------------------------
 
-    def _forward(self, exchange: Exchange, route: str, raw: bytes, headers: Mapping[str, str]) -> Response:
+    def _forward(
+        self,
+        exchange: Exchange,
+        route: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        cache_control: str = "",
+    ) -> Response:
         fmt = FORMATS[route]
         payload = validation.parse_json_object(raw)
+        options = None
+        if OPTIONS_FIELD in payload:
+            # Warden's own options: read here, never sent on.
+            options = payload.pop(OPTIONS_FIELD)
+            raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        directive = client_directive(cache_control, options)
         exchange.model = fmt.check(payload)
         exchange.streamed = bool(payload.get("stream"))
         exchange.prompt = fmt.prompt(payload)
@@ -221,13 +238,55 @@ class Forwarder:
         plans = Plans(
             fmt, payload, raw, self._stream_usage, streamed=exchange.streamed, client_headers=headers
         )
+        # The key is made of the request as the upstream sees it: masked, so no personal data in it.
+        lookup = self.cache.plan(
+            principal.tenant,
+            route,
+            exchange.model,
+            payload,
+            streamed=exchange.streamed,
+            policy=_cache_policy(compiled.policy.cache, principal.cache),
+            directive=directive,
+        )
+        if lookup is not None:
+            exchange.cache_status = "miss" if lookup.read else "bypass"
+            hit = self.cache.get(lookup)
+            # A stream stored without a usage event cannot serve a client that asked for one.
+            if hit is not None and _serves(hit, exchange.streamed, plans.client_wants_usage):
+                return self._replay(exchange, plans, hit)
         if exchange.streamed:
-            return self._stream(exchange, plans)
+            return self._stream(exchange, plans, lookup)
 
         routed = self._routed(
             exchange, plans, lambda: self.router.complete(exchange.model, str(exchange.request_id), plans)
         )
-        return self._relay_reply(exchange, plans.answer(routed.upstream, routed.result))
+        reply = plans.answer(routed.upstream, routed.result)
+        response = self._relay_reply(exchange, reply)
+        if lookup is not None and lookup.write and reply.status == 200 and response.status_code == 200:
+            self._store(exchange, lookup, CachedAnswer(False, routed.upstream, reply.body))
+        return response
+
+    def _replay(self, exchange: Exchange, plans: Plans, hit: CachedAnswer) -> Response:
+        """A stored answer, through the same output rules and restoration as a fresh one."""
+        exchange.cache_hit = True
+        exchange.cache_status = "hit"
+        exchange.upstream = hit.upstream
+        if not hit.streamed:
+            return self._relay_reply(exchange, UpstreamReply(200, {}, hit.body))
+        stream = UpstreamStream(200, {}, iter([hit.body]))
+        # The stored stream's usage event, when this client did not ask for one, is removed.
+        drop_usage = hit.usage_chunk and plans.usage_droppable and not plans.client_wants_usage
+        return self._relay_stream(exchange, stream, drop_usage, None)
+
+    def _store(self, exchange: Exchange, lookup: Lookup, answer: CachedAnswer) -> None:
+        """Keep a fresh answer, unless the output rules blocked it (errors and cut streams never get here)."""
+        applied = exchange.applied
+        if applied is not None and any(hit.action in ("block", "late") for hit in applied.report.hits):
+            return
+        try:
+            self.cache.put(lookup, answer)
+        except Exception:
+            log.exception("response cache: could not store the answer of request %s", exchange.request_id)
 
     def _authorize_model(self, exchange: Exchange) -> Principal:
         """The caller, once the model is known to be routed and allowed for its key."""
@@ -328,7 +387,7 @@ class Forwarder:
         exchange.status = status
         return self._json(exchange, body, status, reply.headers)
 
-    def _stream(self, exchange: Exchange, plans: Plans) -> Response:
+    def _stream(self, exchange: Exchange, plans: Plans, lookup: Lookup | None = None) -> Response:
         routed = self._routed(
             exchange, plans, lambda: self.router.stream(exchange.model, str(exchange.request_id), plans)
         )
@@ -347,13 +406,19 @@ class Forwarder:
             return self._relay_reply(exchange, plans.answer(routed.upstream, reply))
         stream = plans.stream(routed.upstream, stream)
         injected = plans.injected_usage(routed.upstream)
+        keep = lookup if lookup is not None and lookup.write else None
+        return self._relay_stream(exchange, stream, injected, keep)
+
+    def _relay_stream(
+        self, exchange: Exchange, stream: UpstreamStream, drop_usage: bool, keep: Lookup | None
+    ) -> Response:
         exchange.status = 200
         relay: SseRelay
         fmt, applied = FORMATS[exchange.route], exchange.applied
         if applied is not None and applied.guards_output:
-            relay = GuardedSseRelay(fmt, applied, drop_usage_chunk=injected)
+            relay = GuardedSseRelay(fmt, applied, drop_usage_chunk=drop_usage)
         else:
-            relay = SseRelay(fmt, drop_usage_chunk=injected)
+            relay = SseRelay(fmt, drop_usage_chunk=drop_usage)
         exchange.head_overhead_s = exchange.overhead_now()
         headers = {
             **stream.headers,
@@ -361,16 +426,21 @@ class Forwarder:
             **self._warden_headers(exchange, exchange.head_overhead_s),
         }
         return Response(
-            self._relay_events(exchange, stream, relay),
+            self._relay_events(exchange, stream, relay, keep),
             status=200,
             headers=headers,
             content_type="text/event-stream; charset=utf-8",
             direct_passthrough=True,
         )
 
-    def _relay_events(self, exchange: Exchange, stream: UpstreamStream, relay: SseRelay) -> Iterator[bytes]:
+    def _relay_events(
+        self, exchange: Exchange, stream: UpstreamStream, relay: SseRelay, keep: Lookup | None = None
+    ) -> Iterator[bytes]:
         chunks = stream.chunks
         recorded = False
+        # The upstream's events as they came (before output rules), for the cache; None once too large.
+        kept: list[bytes] | None = [] if keep is not None else None
+        kept_bytes, limit = 0, self.cache.max_body_bytes
 
         def finish() -> None:
             nonlocal recorded
@@ -398,6 +468,11 @@ class Forwarder:
                     return
                 working = perf_counter()
                 exchange.upstream_s += working - waited
+                if kept is not None:
+                    kept_bytes += len(chunk)
+                    kept = kept if kept_bytes <= limit else None
+                    if kept is not None:
+                        kept.append(chunk)
                 out = relay.feed(chunk)
                 if exchange.ttft_s is None and out:
                     exchange.ttft_s = perf_counter() - exchange.t0
@@ -416,6 +491,10 @@ class Forwarder:
             if not relay.done:
                 exchange.error_class = "upstream_incomplete_stream"
             finish()
+            clean = relay.done and not relay.blocked and not relay.malformed and not exchange.error_class
+            if keep is not None and kept is not None and clean:
+                usage = relay.outcome().usage is not None
+                self._store(exchange, keep, CachedAnswer(True, exchange.upstream, b"".join(kept), usage))
             if tail:
                 yield tail
         except GeneratorExit:
@@ -477,6 +556,8 @@ class Forwarder:
             headers["x-warden-policy"] = report.policy
             # For a stream this is the decision on the prompt; the answer's goes to the event row.
             headers["x-warden-policy-decision"] = report.decision
+        if exchange.cache_status:
+            headers["x-warden-cache"] = exchange.cache_status
         return headers
 
     def _record(self, exchange: Exchange) -> None:
@@ -487,6 +568,8 @@ class Forwarder:
                     self.prices.get(exchange.model), exchange.upstream in self._self_hosted
                 )
                 tokens = exchange.prompt_tokens + exchange.completion_tokens
+                if exchange.cache_hit:  # served from the cache: no upstream tokens, nothing spent
+                    tokens, cost = 0, 0
                 self.traffic.settle(exchange.ticket, tokens, cost or 0)
             except Exception:
                 log.exception("could not settle the limits of request %s", exchange.request_id)
@@ -555,6 +638,17 @@ def _passed_headers(request: Request) -> dict[str, str]:
             raise bad_request(f"The '{name}' header must be printable ASCII.", param=name)
         passed[name] = value
     return passed
+
+
+def _cache_policy(policy: CachePolicy, key_cache: bool | None) -> CachePolicy:
+    """The policy's cache settings, with the API key's own switch (None: the policy decides)."""
+    if key_cache is None or key_cache == policy.enabled:
+        return policy
+    return dataclasses.replace(policy, enabled=key_cache)
+
+
+def _serves(hit: CachedAnswer, streamed: bool, wants_usage: bool) -> bool:
+    return hit.streamed == streamed and not (streamed and wants_usage and not hit.usage_chunk)
 
 
 def _shape(route: str) -> str:

@@ -92,6 +92,16 @@ class Plans:
             code="unsupported_api",
         )
 
+    @property
+    def client_wants_usage(self) -> bool:
+        """The client asked for the stream's usage event (`stream_options.include_usage`)."""
+        return self._client_wants_usage
+
+    @property
+    def usage_droppable(self) -> bool:
+        """A usage-only event of this API's streams may be removed (chat and completions)."""
+        return self._fmt.route in _USAGE_CHUNK_ROUTES
+
     def injected_usage(self, upstream: str) -> bool:
         """True when the stream's usage chunk was asked for by Warden, not the client."""
         return self._translations.get(upstream) is None and self._native_body(upstream) is not self._raw

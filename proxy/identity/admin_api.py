@@ -99,6 +99,7 @@ def _key_json(key: KeyInfo) -> dict[str, Any]:
         "created_at": key.created_at.isoformat(),
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "cache": key.cache,
     }
 
 
@@ -252,6 +253,9 @@ def create_key() -> tuple[Response, int]:
     days = payload.get("expires_in_days")
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
         raise BadInput("field 'expires_in_days' must be an integer from 1 to 3650")
+    cache = payload.get("cache")
+    if cache is not None and not isinstance(cache, bool):
+        raise BadInput("field 'cache' must be true, false or null (follow the policy)")
     info, plaintext = _services().keys.create(
         team,
         name=_field(payload, "name", required=False) or "default",
@@ -262,6 +266,7 @@ def create_key() -> tuple[Response, int]:
         change=_change(),
         create_team=False,
         owner_user_id=actor.user_id if actor.via == "session" else None,
+        cache=cache,
     )
     return jsonify({**_key_json(info), "key": plaintext}), 201
 

@@ -37,6 +37,7 @@ class Principal:
     key_id: str
     key_name: str
     models: frozenset[str] | None  # None: every routed model
+    cache: bool | None = None  # the response cache: None follows the policy, True on, False off
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -54,6 +55,7 @@ class KeyInfo:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    cache: bool | None = None
 
 
 def hash_key(plaintext: str) -> str:
@@ -86,6 +88,7 @@ class KeyStore:
         change: Change | None = None,
         create_team: bool = True,
         owner_user_id: str | None = None,
+        cache: bool | None = None,
     ) -> tuple[KeyInfo, str]:
         """Create a key for `team` and return it with its plaintext, once.
 
@@ -120,6 +123,7 @@ class KeyStore:
                 key_hash=hash_key(plaintext),
                 prefix=plaintext[: len(KEY_PREFIX) + 6],
                 models=sorted(set(models)) if models is not None else None,
+                cache=cache,
                 created_at=self._now(),
                 expires_at=expires_at,
                 owner_user_id=owner_user_id,
@@ -135,7 +139,13 @@ class KeyStore:
                     action="key.create",
                     target=f"key:{row.id}",
                     ip=change.ip,
-                    after={"team": team, "name": name, "models": row.models, "prefix": row.prefix},
+                    after={
+                        "team": team,
+                        "name": name,
+                        "models": row.models,
+                        "prefix": row.prefix,
+                        **({"cache": cache} if cache is not None else {}),
+                    },
                 )
         return info, plaintext
 
@@ -227,6 +237,7 @@ class KeyStore:
             key_id=key.id,
             key_name=key.name,
             models=frozenset(key.models) if key.models is not None else None,
+            cache=key.cache,
         )
         return principal, as_utc(key.expires_at)
 
@@ -245,4 +256,5 @@ class KeyStore:
             created_at=as_utc(row.created_at),
             expires_at=as_utc(row.expires_at),
             revoked_at=as_utc(row.revoked_at),
+            cache=row.cache,
         )
