@@ -14,6 +14,7 @@ from flask import Flask, request
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from analytics.access import scope_for
 from analytics.clickhouse import connect
 from analytics.metrics import Metrics
 from analytics.queries import FilterError, spent_since
@@ -37,6 +38,7 @@ from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.traffic.counters import Counters, MemoryCounters, RedisCounters
 from proxy.traffic.gate import TrafficGate
+from proxy.traffic.report import budget_report
 from proxy.traffic.rules_store import RuleStore
 from proxy.upstreams.anthropic import AnthropicUpstream
 from proxy.upstreams.azure import AzureOpenAIUpstream
@@ -82,6 +84,14 @@ class Services:
     def audit_entries(self, tenant: str, limit: int) -> list[audit.AuditRecord]:
         """The tenant's newest admin audit-log entries, newest first (the dashboards' audit page)."""
         return audit.entries(self.db, tenant=tenant, limit=limit)
+
+    def budget_usage(self, actor: Any) -> list[dict[str, Any]]:
+        """The budgets the actor may see, with spend and what remains (the cost page's table)."""
+        from analytics.access import Permission, allows
+
+        if not allows(actor, Permission.LIMITS_READ) and scope_for(actor, Permission.LIMITS_READ) is None:
+            return []
+        return budget_report(self, actor)
 
     def close(self) -> None:
         self.exports.close()

@@ -94,6 +94,32 @@ def latency(data: dict[str, Any]) -> list[go.Figure]:
     return [over_time, split, speed]
 
 
+def _budgets(budgets: list[dict[str, Any]]) -> go.Figure:
+    """Each budget of each team (key, project) in its current period: spent, reserved by requests in
+    flight, and what remains of the hard threshold."""
+    figure = _figure("Budgets this period", "USD", "budget")
+    figure.update_layout(barmode="stack")
+    rows = [(f"{b['scope']} {u[b['scope']]} · {b['period']}", u) for b in budgets for u in b["usage"]]
+    if not rows:
+        figure.add_annotation(
+            text="No budgets you may see (limits and budgets: README)",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
+        return figure
+    names = [name for name, _ in rows]
+    for label, field in (
+        ("spent", "spent_usd"),
+        ("reserved", "reserved_usd"),
+        ("remaining", "remaining_usd"),
+    ):
+        figure.add_bar(y=names, x=[u[field] or 0 for _, u in rows], name=label, orientation="h")
+    return figure
+
+
 @_escaped_labels
 def cost(data: dict[str, Any]) -> list[go.Figure]:
     over_time = _figure("Spend over time by model", "time (UTC)", "spend (USD)")
@@ -122,7 +148,7 @@ def cost(data: dict[str, Any]) -> list[go.Figure]:
         y=[r["completion_tokens"] for r in data["by_model"]],
         name="completion",
     )
-    return [over_time, teams, tokens]
+    return [over_time, teams, tokens, _budgets(data.get("budgets") or [])]
 
 
 @_escaped_labels

@@ -66,6 +66,7 @@ class DashboardServices(Protocol):
 
     def clickhouse(self) -> Any: ...
     def audit_entries(self, tenant: str, limit: int) -> Sequence[AdminLogEntry]: ...
+    def budget_usage(self, actor: Any) -> list[dict[str, Any]]: ...
 
 
 def _services() -> DashboardServices:
@@ -84,7 +85,10 @@ def _data(name: str) -> dict[str, Any]:
     if name == "latency":
         return queries.latency(client, filters, scope)
     if name == "cost":
-        return queries.cost(client, filters, scope)
+        cost = queries.cost(client, filters, scope)
+        # Budgets now, whatever the page's time range: spend in each budget's current period.
+        cost["budgets"] = _services().budget_usage(actor)
+        return cost
     if name == "behaviour":
         return queries.behaviour(client, filters, scope)
     if name == "drift":

@@ -11,14 +11,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from analytics.access import AccessDenied, Actor, Permission, allows, require, scope_for
+from analytics.access import AccessDenied, Actor, Permission, require
 from proxy.errors import access_error
 from proxy.identity.directory import Change, IdentityError
 from proxy.identity.guard import actor_label, client_ip, deny, requires
 from proxy.jsonbody import NotJson, parse_json
 from proxy.settings import BudgetRule, LimitRule
-from proxy.traffic.gate import TrafficGate
-from proxy.traffic.rules_store import RuleStore, Stored, describe
+from proxy.traffic.report import budget_report, listing, team_of
+from proxy.traffic.rules_store import RuleStore, describe
 
 bp = Blueprint("traffic_api", __name__, url_prefix="/api")
 
@@ -53,47 +53,6 @@ def _body() -> dict[str, Any]:
     return payload
 
 
-def _team_of(rule: LimitRule | BudgetRule, tenant: str) -> str | None:
-    """The team a rule belongs to (None: tenant-wide), or IdentityError for a key of another tenant."""
-    if rule.scope == "team":
-        return rule.match
-    if rule.scope == "key" and rule.match != "*":
-        key = _services().keys.get(rule.match)
-        if key is None or key.tenant != tenant:
-            raise IdentityError(f"no key {rule.match[:64]!r}", 404)
-        return str(key.team)
-    return None
-
-
-def _visible(actor: Actor, rule: LimitRule | BudgetRule, permission: Permission) -> bool:
-    if rule.tenant not in ("*", actor.tenant):
-        return False
-    try:
-        team = _team_of(rule, actor.tenant)
-    except IdentityError:
-        return False
-    return allows(actor, permission, team) if team is not None else allows(actor, permission)
-
-
-def _listing(kind: type[LimitRule] | type[BudgetRule]) -> list[tuple[dict[str, Any], LimitRule | BudgetRule]]:
-    actor = _actor()
-    gate: TrafficGate = _services().traffic
-    config: tuple[LimitRule | BudgetRule, ...] = (
-        gate.config_limits if kind is LimitRule else gate.config_budgets
-    )
-    rows: list[tuple[dict[str, Any], LimitRule | BudgetRule]] = []
-    for index, rule in enumerate(config):
-        if _visible(actor, rule, Permission.LIMITS_READ):
-            rows.append(
-                ({**describe(Stored(f"config:{index}", rule), "config"), "tenant": rule.tenant}, rule)
-            )
-    store: RuleStore = _services().traffic_rules
-    for stored in store.list(actor.tenant):
-        if isinstance(stored.rule, kind) and _visible(actor, stored.rule, Permission.LIMITS_READ):
-            rows.append((describe(stored), stored.rule))
-    return rows
-
-
 def _change() -> Change:
     actor = _actor()
     return Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
@@ -103,14 +62,18 @@ def _check_manage(fields: dict[str, Any]) -> None:
     actor = _actor()
     scope, match = fields.get("scope"), fields.get("match")
     probe = LimitRule(str(scope), actor.tenant, str(match or "*"))
-    team = _team_of(probe, actor.tenant) if scope in ("team", "key") and isinstance(match, str) else None
+    team = (
+        team_of(_services(), probe, actor.tenant)
+        if scope in ("team", "key") and isinstance(match, str)
+        else None
+    )
     require(actor, Permission.LIMITS_MANAGE, team)
 
 
 @bp.get("/limits")
 @requires(Permission.LIMITS_READ)
 def list_limits() -> Response:
-    return jsonify({"limits": [row for row, _ in _listing(LimitRule)]})
+    return jsonify({"limits": [row for row, _ in listing(_services(), _actor(), LimitRule)]})
 
 
 @bp.put("/limits")
@@ -132,42 +95,7 @@ def delete_limit(rule_id: str) -> Response:
 @requires(Permission.LIMITS_READ)
 def list_budgets() -> Response:
     """Each budget with, for every team (key, project) it covers, its spend in the current period."""
-    gate: TrafficGate = _services().traffic
-    actor = _actor()
-    budgets = []
-    for row, rule in _listing(BudgetRule):
-        assert isinstance(rule, BudgetRule)
-        usage = []
-        for value in _subjects(actor, rule):
-            spent, reserved = gate.usage(gate.state_for(rule, actor.tenant, value))
-            hard = round(rule.hard_usd * 1_000_000)
-            usage.append(
-                {
-                    rule.scope: value,
-                    "period": gate.state_for(rule, actor.tenant, value).period,
-                    "spent_usd": spent / 1e6,
-                    "reserved_usd": reserved / 1e6,
-                    "remaining_usd": max(hard - spent - reserved, 0) / 1e6 if rule.hard_usd else None,
-                    "over_soft": bool(rule.soft_usd) and spent > rule.soft_usd * 1_000_000,
-                }
-            )
-        budgets.append({**row, "usage": usage})
-    return jsonify({"budgets": budgets})
-
-
-def _subjects(actor: Actor, rule: BudgetRule) -> list[str]:
-    """The teams (keys, projects) a budget rule covers that the actor may see; `*` is each of them."""
-    if rule.scope == "tenant":
-        return [actor.tenant]
-    scope = scope_for(actor, Permission.LIMITS_READ)
-    keys = [k for k in _services().keys.list() if k.tenant == actor.tenant and scope and scope.covers(k.team)]
-    values = {
-        "team": {k.team for k in keys},
-        "key": {k.id for k in keys},
-        "project": {k.project for k in keys},
-    }
-    found = sorted(v for v in values[rule.scope] if v)
-    return found if rule.match == "*" else [v for v in found if v == rule.match]
+    return jsonify({"budgets": budget_report(_services(), _actor())})
 
 
 @bp.put("/budgets")
@@ -193,5 +121,5 @@ def _delete(rule_id: str, kind: type[LimitRule] | type[BudgetRule]) -> Response:
     stored = store.get(actor.tenant, rule_id)
     if not isinstance(stored.rule, kind):
         raise IdentityError(f"no such {'limit' if kind is LimitRule else 'budget'} {rule_id[:64]!r}", 404)
-    require(actor, Permission.LIMITS_MANAGE, _team_of(stored.rule, actor.tenant))
+    require(actor, Permission.LIMITS_MANAGE, team_of(_services(), stored.rule, actor.tenant))
     return jsonify(describe(store.delete(actor.tenant, rule_id, _change())))

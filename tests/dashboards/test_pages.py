@@ -51,7 +51,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
     for page, figures in (
         ("overview", 2),
         ("latency", 3),
-        ("cost", 3),
+        ("cost", 4),
         ("drift", 3),
         ("behaviour", 8),
         ("audit", 0),

@@ -71,6 +71,9 @@ def test_budgets_show_spend_and_what_remains(live: LiveWarden) -> None:
         assert put.status_code == 200, put.text
         assert ask(live, key) == 200
         (budget,) = api.get("/api/budgets").json()["budgets"]
+        on_the_cost_page = api.get("/dashboards/cost.json").json()["budgets"]
+        assert "Budgets this period" in api.get("/dashboards/cost").text
+    assert on_the_cost_page == [budget]
     (usage,) = budget["usage"]
     rows = live.rows_dicts("SELECT cost_micro_usd FROM requests WHERE status = 200")
     spent = sum(r["cost_micro_usd"] for r in rows) / 1e6
