@@ -26,6 +26,7 @@ kind: Policy
 metadata: {name: cached, version: "1"}
 extends: default
 cache: {enabled: true, ttl_s: 600}
+rules: {input: [], output: []}
 """
 BODY = {"model": "gpt-fake", "max_tokens": 32, "messages": [{"role": "user", "content": "what is a cache?"}]}
 

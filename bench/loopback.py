@@ -51,8 +51,10 @@ def start_warden(
             "clickhouse_url": f"chdb:///{folder / 'clickhouse'}",
         },
         "analytics": {"spool_dir": str(folder / "spool")},
-        **sections,
     }
+    for name, value in sections.items():  # a section given merges into the default one
+        base = settings.get(name)
+        settings[name] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
     config.write_text(yaml.safe_dump(settings))
     subprocess.run([*WARDEN, "migrate", "--config", str(config)], cwd=ROOT, check=True, capture_output=True)
     key = subprocess.run(

@@ -167,6 +167,12 @@ def main() -> None:
         help="the client API; responses and messages are measured at concurrency 1, passed through to an "
         "upstream that speaks it and translated to an upstream that speaks only chat completions",
     )
+    parser.add_argument(
+        "--limits",
+        metavar="REDIS_URL",
+        help="also enforce a key limit (rpm, tpm, concurrent) and a team budget, kept in this Redis "
+        "(never refusing: what admission and settlement cost)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
@@ -195,8 +201,25 @@ def main() -> None:
                 "apis": ["chat.completions"],
             },
         ]
+        traffic: dict[str, object] = {}
+        if args.limits:
+            traffic = {
+                "limits": [{"scope": "key", "rpm": 10**7, "tpm": 10**10, "concurrent": 10**4}],
+                "budgets": [{"scope": "team", "period": "day", "hard_usd": 10**6}],
+                "prices": {
+                    m: {"input": 0.15, "output": 0.6} for m in ("gpt-fake", "claude-fake", "chat-fake")
+                },
+                "traffic": {"key_prefix": f"warden-bench:{os.getpid()}:"},
+            }
         server, key = start_warden(
-            work, upstream, warden_port, log, server={"threads": args.threads}, upstreams=upstreams
+            work,
+            upstream,
+            warden_port,
+            log,
+            server={"threads": args.threads},
+            upstreams=upstreams,
+            **traffic,
+            **({"storage": {"redis_url": args.limits}} if args.limits else {}),
         )
         procs.append(server)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -36,7 +37,7 @@ BUDGET_USD = 10 * RESERVATION / 1e6 + 5 / 1e6
 
 @pytest.fixture
 def slow_upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream(behaviour=FakeBehaviour(delay_ms=1500)).start()
+    server = FakeUpstream(behaviour=FakeBehaviour(delay_ms=3000)).start()
     yield server
     server.stop()
 
@@ -151,12 +152,18 @@ def test_limits_and_budgets_hold_across_replicas_and_no_event_is_lost(
 ) -> None:
     bases, spender, limited, clickhouse = replicas
     targets = itertools.cycle(bases)
-    # 64 requests at once, each held 1.5 s by the upstream, spread over four processes: the budget
-    # has room for ten reservations, so ten are answered whatever the race.
+    # 64 requests at once, each held 3 s by the upstream, spread over four processes: the budget
+    # has room for ten reservations, so ten are answered whatever the race. All are sent together
+    # (a barrier), well within the 3 s the upstream holds the first ones: none finishes before the last
+    # is admitted, so none frees room for an eleventh.
+    start = threading.Barrier(64)
+
+    def spend(base: str) -> int:
+        start.wait(10)
+        return _ask(base, spender, "gpt-fake")
+
     with ThreadPoolExecutor(64) as pool:
-        spent = Counter(
-            pool.map(lambda base: _ask(base, spender, "gpt-fake"), [next(targets) for _ in range(64)])
-        )
+        spent = Counter(pool.map(spend, [next(targets) for _ in range(64)]))
     assert spent == {200: 10, 429: 54}
     # A limit of 6 requests a minute (one every 10 s) for the key, counted by all four processes.
     with ThreadPoolExecutor(12) as pool:

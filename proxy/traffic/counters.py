@@ -60,7 +60,21 @@ class Admission:
     rates: tuple[tuple[int, float], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one finished request gives back (see `Counters.settle`)."""
+
+    rates: tuple[tuple[Rate, float], ...]
+    slots: tuple[Slot, ...]
+    budgets: tuple[Budget, ...]
+    token: str
+    spent: int
+
+
 class Counters(Protocol):
+    # True when settling costs a round trip worth taking off the request path (see gate.py).
+    deferred: bool
+
     def admit(
         self,
         rates: Sequence[Rate],
@@ -69,7 +83,11 @@ class Counters(Protocol):
         token: str,
         amount: int,
         lease_s: float,
-    ) -> Admission: ...
+        settle_first: Sequence[Settlement] = (),
+    ) -> Admission:
+        """`settle_first` are applied before the admission, in the same round trip."""
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None: ...
 
     def settle(
         self,
@@ -99,6 +117,8 @@ class CountersUnavailable(Exception):
 
 
 class MemoryCounters:
+    deferred = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tat: dict[str, float] = {}
@@ -114,7 +134,9 @@ class MemoryCounters:
         token: str,
         amount: int,
         lease_s: float,
+        settle_first: Sequence[Settlement] = (),
     ) -> Admission:
+        self.settle_many(settle_first)
         with self._lock:
             now = time.monotonic()
             new_tats = []
@@ -164,6 +186,10 @@ class MemoryCounters:
             for budget in budgets:
                 self._reserved.get(budget.key, {}).pop(token, None)
                 self._spent[budget.key] = self._spent.get(budget.key, 0) + spent
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        for s in settlements:
+            self.settle(s.rates, s.slots, s.budgets, s.token, s.spent)
 
     def seed(self, budget: Budget, spent: int) -> None:
         with self._lock:
@@ -306,6 +332,8 @@ return {redis.call('HGET', KEYS[1], 'spent') or '0', tostring(reserved)}
 
 
 class RedisCounters:
+    deferred = True
+
     def __init__(self, url: str, prefix: str = "warden:", timeout_s: float = 0.5) -> None:
         import redis
 
@@ -339,6 +367,7 @@ class RedisCounters:
         token: str,
         amount: int,
         lease_s: float,
+        settle_first: Sequence[Settlement] = (),
     ) -> Admission:
         args: list[Any] = [len(rates), len(slots), len(budgets), token, amount, lease_s]
         for rate in rates:
@@ -346,7 +375,14 @@ class RedisCounters:
         args += [slot.limit for slot in slots]
         for budget in budgets:
             args += [budget.hard, budget.ttl_s]
-        reply = [_text(v) for v in self._run(self._admit, self._keys(rates, slots, budgets), args)]
+        keys = self._keys(rates, slots, budgets)
+        if settle_first:
+            # One round trip: what finished requests give back, then this admission, in that order.
+            calls = [self._settle_call(s) for s in settle_first] + [(self._admit, keys, args)]
+            raw = self._pipelined(calls)[-1]
+        else:
+            raw = self._run(self._admit, keys, args)
+        reply = [_text(v) for v in raw]
         if reply[0] != "ok":
             return Admission((reply[0], int(reply[1]), float(reply[2])))
         numbers = reply[1:]
@@ -362,10 +398,36 @@ class RedisCounters:
         token: str,
         spent: int,
     ) -> None:
-        args: list[Any] = [len(rates), len(slots), len(budgets), token, spent]
-        for rate, units in rates:
+        self.settle_many([Settlement(tuple(rates), tuple(slots), tuple(budgets), token, spent)])
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        if settlements:
+            self._pipelined([self._settle_call(s) for s in settlements])
+
+    def _settle_call(self, s: Settlement) -> tuple[Any, list[str], list[Any]]:
+        args: list[Any] = [len(s.rates), len(s.slots), len(s.budgets), s.token, s.spent]
+        for rate, units in s.rates:
             args += [rate.limit, units]
-        self._run(self._settle, self._keys([r for r, _ in rates], slots, budgets), args)
+        return self._settle, self._keys([r for r, _ in s.rates], s.slots, s.budgets), args
+
+    def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        """Several scripts in one round trip (by their SHA; loaded again if Redis lost them)."""
+        import redis
+
+        for attempt in range(2):
+            try:
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for script, keys, args in calls:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise CountersUnavailable("Redis: scripts could not be loaded") from None
+                for script in (self._admit, self._settle, self._usage):
+                    self._redis.script_load(script.script)
+            except self._errors as exc:
+                raise CountersUnavailable(f"Redis: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
 
     def seed(self, budget: Budget, spent: int) -> None:
         key = self._prefix + budget.key

@@ -7,8 +7,10 @@ and settled once, when its row is recorded, with its real tokens and cost. The f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from proxy.traffic.counters import (
     Counters,
     CountersUnavailable,
     Rate,
+    Settlement,
     Slot,
     retry_after_s,
 )
@@ -37,6 +40,7 @@ MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # its bytes over-estimates the prompt's tokens. The real count replaces the estimate on settling.
 BYTES_PER_TOKEN = 3
 NO_HARD_LIMIT = 2**53  # a soft-only budget: tracked, never refusing
+FLUSH_AFTER_S = 0.002  # the longest a finished request's settlement waits for an admission to ride on
 # spend so far of (scope, tenant, value, since): micro-USD, from the request log
 SpendSource = Callable[[str, str, str, datetime], int]
 
@@ -66,7 +70,9 @@ class Ticket:
     settled: bool = False
 
 
+@functools.lru_cache(maxsize=65536)
 def _key(*parts: str) -> str:
+    # Cached: the same few keys recur on every request, and quoting them costs more than the rest.
     return ":".join(quote(part, safe="") for part in parts)
 
 
@@ -132,6 +138,16 @@ class TrafficGate:
         self.counters = counters
         self.spend_source = spend_source
         self._seed_lock = threading.Lock()
+        # Settlements waiting to ride along with the next admission (Redis: one round trip for both),
+        # or to be sent by the flusher within FLUSH_AFTER_S when no admission comes.
+        self._pending: list[Settlement] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._flusher: threading.Thread | None = None
+        if counters.deferred:
+            self._flusher = threading.Thread(target=self._flush_loop, name="warden-settle", daemon=True)
+            self._flusher.start()
 
     @property
     def limits(self) -> tuple[LimitRule, ...]:
@@ -252,11 +268,13 @@ class TrafficGate:
     ) -> Admission | None:
         plain_rates = [rate for rate, _ in rates]
         plain_budgets = [state.budget for state in budgets]
+        pending = self._take_pending()
         try:
             for _ in range(len(budgets) + 1):
                 admission = self.counters.admit(
-                    plain_rates, slots, plain_budgets, token, amount, self.settings.lease_s
+                    plain_rates, slots, plain_budgets, token, amount, self.settings.lease_s, pending
                 )
+                pending = []
                 if admission.refused is None or admission.refused[0] != "seed":
                     return admission
                 self._seed(budgets[admission.refused[1]])
@@ -286,7 +304,11 @@ class TrafficGate:
             spent = 0
             if self.spend_source is not None:
                 tenant, _, value = state.subject.partition("/")
-                spent = self.spend_source(state.rule.scope, tenant, value or tenant, start)
+                try:
+                    spent = self.spend_source(state.rule.scope, tenant, value or tenant, start)
+                except Exception as exc:
+                    # Unknown spend is not zero spend: decided like an unreachable Redis.
+                    raise CountersUnavailable(f"request log: {type(exc).__name__}") from None
             self.counters.seed(state.budget, spent)
 
     def _usage(self, budget: Budget) -> tuple[int, int]:
@@ -298,6 +320,7 @@ class TrafficGate:
     def usage(self, state: BudgetState) -> tuple[int, int]:
         """(spent, reserved) in micro-USD, seeding a budget nobody has used since the start."""
         try:
+            self.flush()  # this process's finished requests count before the figures are read
             spent, reserved = self.counters.usage(state.budget)
             if spent == 0 and reserved == 0:
                 self._seed(state)
@@ -385,17 +408,53 @@ class TrafficGate:
             for rate, kind in ticket.rates
         ]
         corrections = [(rate, units) for rate, units in corrections if units]
+        if not (corrections or ticket.slots or ticket.budgets):
+            return  # requests-per-minute only: nothing to give back, no round trip
+        settlement = Settlement(
+            tuple(corrections),
+            tuple(ticket.slots),
+            tuple(state.budget for state in ticket.budgets),
+            ticket.token,
+            cost_micro_usd,
+        )
+        if not self.counters.deferred:
+            self._send([settlement])
+            return
+        # Off the request path: the next admission carries it (in its own round trip), or the flusher
+        # sends it within FLUSH_AFTER_S. Another replica sees the slot free that much later.
+        with self._pending_lock:
+            self._pending.append(settlement)
+        self._wake.set()
+
+    def _take_pending(self) -> list[Settlement]:
+        with self._pending_lock:
+            taken, self._pending = self._pending, []
+        return taken
+
+    def _send(self, settlements: list[Settlement]) -> None:
         try:
-            self.counters.settle(
-                corrections,
-                ticket.slots,
-                [state.budget for state in ticket.budgets],
-                ticket.token,
-                cost_micro_usd,
-            )
+            self.counters.settle_many(settlements)
         except CountersUnavailable as exc:
-            # The slots and reservations lapse with their lease; the spend of this one request is lost.
-            log.warning("could not settle a request's limits and budgets (%s)", exc)
+            # The slots and reservations lapse with their lease; the spend of these requests is lost.
+            log.warning("could not settle %d requests' limits and budgets (%s)", len(settlements), exc)
+
+    def flush(self) -> None:
+        """Send every waiting settlement now."""
+        pending = self._take_pending()
+        if pending:
+            self._send(pending)
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(FLUSH_AFTER_S)  # an admission arriving meanwhile takes them along for free
+            self.flush()
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(2)
+        self.flush()
         self.counters.close()
