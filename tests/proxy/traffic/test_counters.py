@@ -104,3 +104,26 @@ def test_redis_down_is_an_error_the_gate_can_decide_on() -> None:
     with pytest.raises(CountersUnavailable):
         counters.admit([Rate("r", 1, 1.0)], [], [], "t", 0, 60)
     counters.close()
+
+
+def test_an_unreadable_request_log_is_not_zero_spend() -> None:
+    """Seeding a budget reads the request log; when it cannot, the budget is unknown, not empty."""
+    from proxy.errors import ProxyError
+    from proxy.identity.keys import Principal
+    from proxy.settings import BudgetRule, Price, TrafficSettings
+    from proxy.traffic.counters import MemoryCounters
+    from proxy.traffic.gate import TrafficGate
+
+    def broken(*_: object) -> int:
+        raise ConnectionError("ClickHouse is down")
+
+    budgets = (BudgetRule("team", "day", hard_usd=5),)
+    principal = Principal("default", "alpha", "", "k1", "k", None)
+    refusing = TrafficGate((), budgets, TrafficSettings(), MemoryCounters(), spend_source=broken)
+    with pytest.raises(ProxyError) as refused:
+        refusing.admit(principal, "m", {"max_tokens": 5}, 100, Price(0.15, 0.6), False)
+    assert (refused.value.status, refused.value.code) == (503, "limits_unavailable")
+    allowing = TrafficGate(
+        (), budgets, TrafficSettings(redis_down_budgets="allow"), MemoryCounters(), spend_source=broken
+    )
+    assert allowing.admit(principal, "m", {"max_tokens": 5}, 100, Price(0.15, 0.6), False) is None
