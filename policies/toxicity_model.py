@@ -11,6 +11,7 @@ score over the windows, so a toxic sentence deep in a long answer is not diluted
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -49,12 +50,19 @@ def load_toxicity_model(path: str, config: str = "", device: str = "cpu") -> Any
     """`builtin` is the linear model of alt-profanity-check; a folder with `warden-toxicity.json` is an
     ONNX export; anything else a Detoxify checkpoint."""
     if path == BUILTIN:
-        from policies.linear_toxicity import LinearToxicity
-
-        return LinearToxicity()
+        return _builtin()
     if classifier_meta(path) is not None:
         return OnnxClassifier(path, device)
     return TorchToxicity(path, config, device)
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> Any:
+    """One built-in model per process, shared by every Runtime: it is read-only once loaded, and
+    loading it takes 0.3 s (an app per test, or per reload, would pay it each time)."""
+    from policies.linear_toxicity import LinearToxicity
+
+    return LinearToxicity()
 
 
 def _sigmoid(x: Any) -> Any:
