@@ -3,7 +3,10 @@ tests move by hand. Test modules import from here, never from conftest or from e
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from analytics.clickhouse import connect
 from app import create_app
 from proxy.compliance.crypto import new_kek_text
 from proxy.db import Clock, utcnow
-from proxy.migrate import upgrade_all
+from proxy.migrate import upgrade_all, upgrade_clickhouse, upgrade_sql
 from proxy.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -98,16 +101,63 @@ def make_settings(
     return load_settings(write_config(tmp_path, config), environ={})
 
 
+class _MigratedTemplate:
+    """A SQLite database and a chDB directory migrated once per test process, copied for each test:
+    migrating from scratch took about half a second per test, copying takes a few milliseconds.
+    `tests/test_migrations.py` still migrates from scratch, on SQLite, PostgreSQL and both ClickHouses."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._lock = threading.Lock()
+
+    def root(self) -> Path:
+        with self._lock:
+            if self._root is None:
+                root = Path(tempfile.mkdtemp(prefix="warden-test-template-"))
+                atexit.register(shutil.rmtree, root, ignore_errors=True)
+                upgrade_all(f"sqlite:///{root / 'warden.db'}", f"chdb:///{root / 'clickhouse'}")
+                self._root = root
+            return self._root
+
+    def migrate(self, database_url: str, clickhouse_url: str) -> None:
+        """Bring both stores to head: a copy of the template where the store is a fresh local one."""
+        # As the stores read them: sqlite:///REL or sqlite:////ABS; settings make chdb:// paths absolute.
+        database = Path(database_url.removeprefix("sqlite:///")) if database_url.startswith("sqlite:///") else None
+        clickhouse = Path(clickhouse_url.removeprefix("chdb://")) if clickhouse_url.startswith("chdb://") else None
+        copies: list[tuple[Path, Path]] = []
+        if database is not None and not database.exists():
+            copies.append((self.root() / "warden.db", database))
+        else:
+            upgrade_sql(database_url)
+        if clickhouse is not None and not clickhouse.exists():
+            copies.append((self.root() / "clickhouse", clickhouse))
+        else:
+            upgrade_clickhouse(clickhouse_url)
+        for source, target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                # chDB links tables into its store with relative symlinks: copy them as links.
+                shutil.copytree(source, target, symlinks=True)
+            else:
+                shutil.copyfile(source, target)
+
+
+MIGRATED = _MigratedTemplate()
+
+
 class LiveWarden:
     """A Warden app served on a loopback port by a real HTTP server thread."""
 
     def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
-        upgrade_all(settings.storage.database_url, settings.storage.clickhouse_url)
+        MIGRATED.migrate(settings.storage.database_url, settings.storage.clickhouse_url)
         self.settings = settings
         self.app = create_app(settings, clock=clock)
         self.services = self.app.extensions["warden"]
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for the next poll; the default 0.5 s was paid by every test's stop.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
         self._reader: Any = None
