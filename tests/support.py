@@ -122,8 +122,8 @@ class _MigratedTemplate:
     def migrate(self, database_url: str, clickhouse_url: str) -> None:
         """Bring both stores to head: a copy of the template where the store is a fresh local one."""
         # As the stores read them: sqlite:///REL or sqlite:////ABS; settings make chdb:// paths absolute.
-        database = Path(database_url.removeprefix("sqlite:///")) if database_url.startswith("sqlite:///") else None
-        clickhouse = Path(clickhouse_url.removeprefix("chdb://")) if clickhouse_url.startswith("chdb://") else None
+        database = _local(database_url, "sqlite:///")
+        clickhouse = _local(clickhouse_url, "chdb://")
         copies: list[tuple[Path, Path]] = []
         if database is not None and not database.exists():
             copies.append((self.root() / "warden.db", database))
@@ -143,6 +143,10 @@ class _MigratedTemplate:
 
 
 MIGRATED = _MigratedTemplate()
+
+
+def _local(url: str, scheme: str) -> Path | None:
+    return Path(url.removeprefix(scheme)) if url.startswith(scheme) else None
 
 
 class LiveWarden:
