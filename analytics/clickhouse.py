@@ -7,9 +7,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import clickhouse_connect
+from clickhouse_connect.driver import options
 from clickhouse_connect.driver.client import Client
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# clickhouse-connect asks on every insert whether the rows are a pandas or polars DataFrame, which
+# imports pandas and pyarrow (about 100 MB) into every worker. Warden inserts lists of rows only.
+for _frame_library in ("pd", "pd_time_test", "pl"):
+    setattr(options, _frame_library, None)
 
 
 def connect(url: str, *, create_database: bool = False) -> Client:

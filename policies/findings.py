@@ -7,9 +7,12 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache, partial
+from typing import TYPE_CHECKING
 
-from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+from policies.presidio_import import load_presidio
+
+if TYPE_CHECKING:
+    from presidio_anonymizer import AnonymizerEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +114,16 @@ def mask_spans(
     # Number placeholders left to right: the anonymizer itself works from the end of the text.
     for f in spans:
         placeholders.token(_label(f), text[f.start : f.end], restorable)
+    anonymizer = _anonymizer()
+    from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
     results = [RecognizerResult(_label(f), f.start, f.end, f.score) for f in spans]
     operators = {
         label: OperatorConfig("custom", {"lambda": partial(placeholders.token, label, restorable=restorable)})
         for label in {r.entity_type for r in results}
     }
     # No merging of neighbours: two cards in a row are two values, whether seen together or apart.
-    return _anonymizer().anonymize(text, results, operators, merge_entities_with_spaces=False).text
+    return anonymizer.anonymize(text, results, operators, merge_entities_with_spaces=False).text
 
 
 def _label(finding: Finding) -> str:
@@ -126,4 +132,7 @@ def _label(finding: Finding) -> str:
 
 @cache
 def _anonymizer() -> AnonymizerEngine:
+    load_presidio()
+    from presidio_anonymizer import AnonymizerEngine
+
     return AnonymizerEngine()

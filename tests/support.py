@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from analytics.clickhouse import connect
 from app import create_app
 from proxy.compliance.crypto import new_kek_text
 from proxy.db import Clock, utcnow
-from proxy.migrate import upgrade_all, upgrade_clickhouse, upgrade_sql
+from proxy.migrate import upgrade_clickhouse, upgrade_sql
 from proxy.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -107,39 +108,35 @@ class _MigratedTemplate:
     `tests/test_migrations.py` still migrates from scratch, on SQLite, PostgreSQL and both ClickHouses."""
 
     def __init__(self) -> None:
-        self._root: Path | None = None
+        self._made: dict[str, Path] = {}
         self._lock = threading.Lock()
 
-    def root(self) -> Path:
+    def _template(self, name: str, migrate: Callable[[str], object], scheme: str) -> Path:
         with self._lock:
-            if self._root is None:
+            if name not in self._made:
                 root = Path(tempfile.mkdtemp(prefix="warden-test-template-"))
                 atexit.register(shutil.rmtree, root, ignore_errors=True)
-                upgrade_all(f"sqlite:///{root / 'warden.db'}", f"chdb:///{root / 'clickhouse'}")
-                self._root = root
-            return self._root
+                migrate(scheme + str(root / name))
+                self._made[name] = root / name
+            return self._made[name]
 
     def migrate(self, database_url: str, clickhouse_url: str) -> None:
         """Bring both stores to head: a copy of the template where the store is a fresh local one."""
         # As the stores read them: sqlite:///REL or sqlite:////ABS; settings make chdb:// paths absolute.
         database = _local(database_url, "sqlite:///")
-        clickhouse = _local(clickhouse_url, "chdb://")
-        copies: list[tuple[Path, Path]] = []
         if database is not None and not database.exists():
-            copies.append((self.root() / "warden.db", database))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._template("warden.db", upgrade_sql, "sqlite:///"), database)
         else:
             upgrade_sql(database_url)
+        clickhouse = _local(clickhouse_url, "chdb://")
         if clickhouse is not None and not clickhouse.exists():
-            copies.append((self.root() / "clickhouse", clickhouse))
+            clickhouse.parent.mkdir(parents=True, exist_ok=True)
+            # chDB links tables into its store with relative symlinks: copy them as links.
+            template = self._template("clickhouse", upgrade_clickhouse, "chdb://")
+            shutil.copytree(template, clickhouse, symlinks=True)
         else:
             upgrade_clickhouse(clickhouse_url)
-        for source, target in copies:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                # chDB links tables into its store with relative symlinks: copy them as links.
-                shutil.copytree(source, target, symlinks=True)
-            else:
-                shutil.copyfile(source, target)
 
 
 MIGRATED = _MigratedTemplate()

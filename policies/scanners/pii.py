@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from policies.document import ACTIONS, ParamError
 from policies.findings import Finding
+from policies.presidio_import import load_presidio
 from policies.scanners import ScannerUnavailable, UserPattern, known_keys, regex, score, string_list
 from policies.scanners.pii_recognizers import card_recognizer, not_an_address, phone_recognizer
 
@@ -236,6 +237,7 @@ class PiiEngine:
     """One presidio AnalyzerEngine per process (loading spaCy takes a while; analysis is thread-safe)."""
 
     def __init__(self, spacy_model: str = "") -> None:
+        load_presidio(whole=bool(spacy_model))
         import spacy
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import SpacyNlpEngine
