@@ -8,8 +8,8 @@ import re
 import shutil
 import tempfile
 import threading
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -24,10 +24,12 @@ from tests.support import LiveWarden, make_settings
 live = LiveWarden(make_settings(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
 key = live.create_key()
 body = {"model": "gpt-fake", "messages": [{"role": "user", "content": "mail me at ann@example.com"}]}
-answer = httpx.post(live.base_url + "/chat/completions", json=body, headers={"Authorization": "Bearer " + key})
+auth = {"Authorization": "Bearer " + key}
+answer = httpx.post(live.base_url + "/chat/completions", json=body, headers=auth)
 row = live.row_for(answer.headers["x-warden-request-id"])
 live.stop()
-print(json.dumps({"status": answer.status_code, "findings": list(row["finding_kind"]), "modules": sorted(sys.modules)}))
+findings = list(row["finding_kind"])
+print(json.dumps({"status": answer.status_code, "findings": findings, "modules": sorted(sys.modules)}))
 """
 
 
