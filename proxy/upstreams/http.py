@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import ClassVar, Protocol
 
-import httpx
-
 from proxy.settings import UpstreamSettings
+from proxy.upstreams.pool import HttpPool, PooledResponse, PoolError
 
 # Upstream response headers a client may rely on (rate limits, request ids); others are dropped.
 RELAYED_HEADERS = ("retry-after", "openai-processing-ms", "x-request-id", "request-id")
@@ -52,7 +50,7 @@ class UpstreamStream:
     status: int
     headers: dict[str, str]
     chunks: Iterator[bytes]
-    _response: httpx.Response | None = field(default=None, repr=False)
+    _response: PooledResponse | None = field(default=None, repr=False)
     wait_s: float = 0.0  # until the response headers arrived; see UpstreamReply.wait_s
     # Called by `close()` (the router's in-flight count); it must be safe to call more than once.
     on_close: Callable[[], None] | None = field(default=None, repr=False)
@@ -85,37 +83,26 @@ class Upstream(Protocol):
 
 
 class HttpUpstream:
-    """Any OpenAI-compatible HTTP API, through one pooled httpx client per process."""
+    """Any OpenAI-compatible HTTP API, through one connection pool per upstream and process."""
 
     default_apis: ClassVar[frozenset[str]] = OPENAI_APIS
 
-    def __init__(self, settings: UpstreamSettings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, settings: UpstreamSettings) -> None:
         self.name = settings.name
         self.settings = settings
         self.apis: frozenset[str] = frozenset(settings.apis) or self.default_apis
-        headers = {
+        self._headers = {
             "content-type": "application/json",
             # Relaying compressed SSE byte-for-byte breaks clients; ask for plain bytes.
             "accept-encoding": "identity",
             "user-agent": "warden-proxy",
             **self._auth_headers(settings),
         }
-        self._client = httpx.Client(
-            base_url=self._base_url(settings).rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-                write=settings.read_timeout,
-                pool=settings.connect_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-                keepalive_expiry=30,
-            ),
-            transport=transport,
-            trust_env=False,
+        self._pool = HttpPool(
+            self._base_url(settings),
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections,
         )
 
     def _auth_headers(self, settings: UpstreamSettings) -> dict[str, str]:
@@ -129,115 +116,54 @@ class HttpUpstream:
         """Where `route` ("chat/completions") lives under the base URL, and the body to send there."""
         return route, body
 
+    def url_for(self, route: str) -> str:
+        """The full URL a request for `route` goes to (for logs and tests; nothing is sent)."""
+        return self._pool.url(self._target(route, b"")[0])
+
     def complete(
         self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
     ) -> UpstreamReply:
         """`headers`: client headers the API needs passed on (e.g. `anthropic-beta`), never credentials."""
-        timer = _WaitTimer()
-        url, body = self._target(route, body)
+        response = self._send(route, body, {**(headers or {}), "x-request-id": request_id})
         try:
-            response = self._client.post(
-                url,
-                content=body,
-                headers={**(headers or {}), "x-request-id": request_id},
-                extensions={"trace": timer},
-            )
-        except httpx.HTTPError as exc:
-            raise self._failure(exc) from None
+            content = response.read()
+        except PoolError as exc:
+            raise UpstreamFailure(exc.kind, self.name, str(exc)) from None
         return UpstreamReply(
-            response.status_code,
-            relayed_headers(response.headers),
-            response.content,
-            timer.waited(),
-            timer.head(),
+            response.status, relayed_headers(response.headers), content, response.wait_s, response.head_s
         )
 
     def stream(
         self, route: str, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
     ) -> UpstreamStream:
-        timer = _WaitTimer()
-        url, body = self._target(route, body)
-        request = self._client.build_request(
-            "POST",
-            url,
-            content=body,
-            headers={**(headers or {}), "x-request-id": request_id, "accept": "text/event-stream"},
-            extensions={"trace": timer},
-        )
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._failure(exc) from None
+        extra = {**(headers or {}), "x-request-id": request_id, "accept": "text/event-stream"}
+        response = self._send(route, body, extra)
         return UpstreamStream(
-            response.status_code,
+            response.status,
             relayed_headers(response.headers),
             self._chunks(response),
             response,
-            timer.waited(),
+            response.head_s,
         )
 
-    def _chunks(self, response: httpx.Response) -> Iterator[bytes]:
+    def _send(self, route: str, body: bytes, extra: Mapping[str, str]) -> PooledResponse:
+        path, body = self._target(route, body)
         try:
-            yield from response.iter_raw()
-        except httpx.HTTPError as exc:
-            raise self._failure(exc) from None
-        finally:
-            response.close()
+            return self._pool.request("POST", path, body, {**self._headers, **extra})
+        except PoolError as exc:
+            raise UpstreamFailure(exc.kind, self.name, str(exc)) from None
 
-    def _failure(self, exc: httpx.HTTPError) -> UpstreamFailure:
-        if isinstance(exc, httpx.TimeoutException):
-            kind = "timeout"
-        elif isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError):
-            kind = "unreachable"
-        else:
-            kind = "bad_response"
-        # The exception text is httpx's; it carries no request body and no credentials.
-        return UpstreamFailure(kind, self.name, f"{type(exc).__name__}: {exc}")
+    def _chunks(self, response: PooledResponse) -> Iterator[bytes]:
+        try:
+            yield from response.chunks()
+        except PoolError as exc:
+            raise UpstreamFailure(exc.kind, self.name, str(exc)) from None
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
 
 
-class _WaitTimer:
-    """An httpx trace hook that keeps the time between request sent and response received."""
-
-    __slots__ = ("marks",)
-
-    def __init__(self) -> None:
-        self.marks: dict[str, float] = {}
-
-    def __call__(self, name: str, info: object) -> None:
-        if name in _WAIT_EVENTS:
-            self.marks[name] = perf_counter()
-
-    def head(self) -> float:
-        """Request sent to response headers received; 0 when a mark is missing."""
-        m = self.marks
-        sent = m.get("http11.send_request_body.complete")
-        head = m.get("http11.receive_response_headers.complete")
-        return head - sent if sent is not None and head is not None else 0.0
-
-    def waited(self) -> float:
-        m = self.marks
-        total = 0.0
-        if "http11.send_request_body.complete" in m and "http11.receive_response_headers.complete" in m:
-            total += m["http11.receive_response_headers.complete"] - m["http11.send_request_body.complete"]
-        if "http11.receive_response_body.started" in m and "http11.receive_response_body.complete" in m:
-            total += m["http11.receive_response_body.complete"] - m["http11.receive_response_body.started"]
-        return total
-
-
-_WAIT_EVENTS = frozenset(
-    {
-        "http11.send_request_body.complete",
-        "http11.receive_response_headers.complete",
-        "http11.receive_response_body.started",
-        "http11.receive_response_body.complete",
-    }
-)
-
-
-def relayed_headers(headers: httpx.Headers) -> dict[str, str]:
+def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
     kept = {}
     for name, value in headers.items():
         lower = name.lower()

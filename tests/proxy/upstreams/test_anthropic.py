@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from proxy.settings import ConfigError, UpstreamSettings, load_settings
@@ -66,19 +65,12 @@ def test_errors_pass_through_with_retry_after(upstream: AnthropicUpstream) -> No
 
 
 def test_default_base_url_version_and_apis() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={})
-
     settings = UpstreamSettings(name="c", type="anthropic", api_key="k", anthropic_version="2024-01-01")
-    up = AnthropicUpstream(settings, transport=httpx.MockTransport(answer))
-    up.complete("messages", b"{}", "r")
-    up.close()
-    assert str(seen[0].url) == "https://api.anthropic.com/v1/messages"
-    assert seen[0].headers["anthropic-version"] == "2024-01-01"
+    up = AnthropicUpstream(settings)
+    assert up.url_for("messages") == "https://api.anthropic.com:443/v1/messages"
+    assert up._headers["anthropic-version"] == "2024-01-01" and up._headers["x-api-key"] == "k"
     assert up.apis == frozenset({"messages"})
+    up.close()
 
 
 CONFIG = "upstreams:\n  - name: claude\n    type: anthropic\n    models: [claude-x]\n"
