@@ -29,16 +29,30 @@ OFFLINE_ENV = {
 }
 
 
-def ensure_venv(venv: Path, timeout: float = 900) -> Path:
-    """Return the venv's `litellm` script, creating the venv and installing the pinned proxy first if it
-    has no litellm yet."""
-    python, script = venv / "bin" / "python", venv / "bin" / "litellm"
-    if python.exists() and script.exists():
-        has = subprocess.run([python, "-c", "import litellm"], capture_output=True, timeout=120)
-        if has.returncode == 0:
-            return script
+def installed_version(venv: Path) -> str | None:
+    # Asks the package metadata: importing litellm itself takes seconds.
+    python = venv / "bin" / "python"
+    if not (python.exists() and (venv / "bin" / "litellm").exists()):
+        return None
+    found = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def ensure_venv(venv: Path, timeout: float = 900) -> tuple[Path, str]:
+    """Return the venv's `litellm` script and litellm's version there, creating the venv and installing
+    the pinned proxy first if it has no litellm yet (a venv given with another version is used as is)."""
+    script = venv / "bin" / "litellm"
+    version = installed_version(venv)
+    if version:
+        return script, version
     print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once; a minute or two)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
     # Output is kept for a failure only: the registry index and the resolver are noisy even with -q.
     done = subprocess.run(
         [
@@ -56,7 +70,7 @@ def ensure_venv(venv: Path, timeout: float = 900) -> Path:
     )
     if done.returncode != 0:
         raise SystemExit(f"pip install failed:\n{(done.stdout + done.stderr)[-4000:]}")
-    return script
+    return script, installed_version(venv) or LITELLM_VERSION
 
 
 def write_config(path: Path, model: str, upstream_url: str) -> None:

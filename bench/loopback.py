@@ -3,6 +3,8 @@ Warden served by `warden serve` in front of a loopback upstream."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +84,11 @@ def start_warden(
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
-    except SystemExit:
-        server.kill()
+    except BaseException:  # Ctrl-C too: the caller has no handle on the server yet
+        if session:
+            os.killpg(server.pid, signal.SIGKILL)  # its gunicorn workers with it
+        else:
+            server.kill()
+        server.wait()
         raise
     return server, key

@@ -178,7 +178,7 @@ def start_fake_upstream(port: int, chunks: int) -> subprocess.Popen:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", fake)
-    except SystemExit:
+    except BaseException:
         stop(fake)
         raise
     return fake
@@ -338,7 +338,7 @@ def ratio_text(warden: float, litellm: float, times: bool) -> str:
 def compare_litellm(args: argparse.Namespace) -> None:
     import litellm_proxy
 
-    script = litellm_proxy.ensure_venv(args.litellm_venv.resolve())
+    script, version = litellm_proxy.ensure_venv(args.litellm_venv.resolve())
     work = Path(tempfile.mkdtemp(prefix="warden-bench-litellm-"))
     up_port, warden_port, litellm_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
@@ -483,7 +483,7 @@ def compare_litellm(args: argparse.Namespace) -> None:
     print(
         f"# machine: {machine_line()}; {args.rounds} interleaved rounds, medians; run took {elapsed:.0f} s\n"
         f"# Warden: warden serve, 1 worker x {args.threads} threads, default policy, chDB logging, encrypted "
-        f"transcripts; LiteLLM {litellm_proxy.LITELLM_VERSION}: litellm --num_workers 1 (uvicorn), master "
+        f"transcripts; LiteLLM {version}: litellm --num_workers 1 (uvicorn), master "
         f"key, no database; fake upstream: 24 words, {args.chunks} SSE events; load generator, upstream and "
         "both proxies share the machine"
     )
@@ -532,7 +532,7 @@ def compare_litellm(args: argparse.Namespace) -> None:
                 "machine": machine_line(),
                 "seconds_taken": round(elapsed, 1),
                 "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "litellm_version": litellm_proxy.LITELLM_VERSION,
+                "litellm_version": version,
                 "table": [
                     {"row": label, "unit": unit, "litellm": lite, "warden": ward, "goal": goal, "met": met}
                     for label, unit, lite, ward, goal, met, _ in values
@@ -546,6 +546,15 @@ def compare_litellm(args: argparse.Namespace) -> None:
         + "\n"
     )
     print(f"results: {out.relative_to(ROOT)}")
+
+
+def interrupted(signum: int, _frame: object) -> None:
+    """Ctrl-C and SIGTERM end the run through the finally blocks that stop every server it started.
+    Being handled here, not by asyncio.run's own SIGINT handler, they also stop a load run at once
+    (asyncio turns SIGINT into a cancellation, which a load run finishing at that moment can swallow)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    sys.exit(128 + signum)
 
 
 def main() -> None:
@@ -588,8 +597,8 @@ def main() -> None:
         args.api != "chat" or args.limits or args.concurrency < 2 or args.rounds < 1
     ):
         parser.error("--compare-litellm measures the chat API without --limits, at a --concurrency above 1")
-    # SIGTERM ends the run like Ctrl-C does: through the finally blocks that stop every server started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     if args.compare_litellm:
         compare_litellm(args)
         return
