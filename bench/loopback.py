@@ -3,6 +3,8 @@ Warden served by `warden serve` in front of a loopback upstream."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,10 +40,16 @@ def wait_http(url: str, process: subprocess.Popen | None = None, seconds: float 
 
 
 def start_warden(
-    folder: Path, upstream_url: str, port: int, log: IO[Any] | int = subprocess.DEVNULL, **sections: Any
+    folder: Path,
+    upstream_url: str,
+    port: int,
+    log: IO[Any] | int = subprocess.DEVNULL,
+    session: bool = False,
+    **sections: Any,
 ) -> tuple[subprocess.Popen, str]:
     """Migrate, create an API key and serve a Warden whose state lives in `folder` (config, SQLite,
-    chDB at folder/clickhouse, spool), routing `gpt-fake` to `upstream_url`; return it and the key."""
+    chDB at folder/clickhouse, spool), routing `gpt-fake` to `upstream_url`; return it and the key.
+    With `session`, the server leads a process group of its own (its gunicorn workers in it)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "warden.yaml"
     settings = {
@@ -56,23 +64,31 @@ def start_warden(
         base = settings.get(name)
         settings[name] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
     config.write_text(yaml.safe_dump(settings))
-    subprocess.run([*WARDEN, "migrate", "--config", str(config)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [*WARDEN, "migrate", "--config", str(config)], cwd=ROOT, check=True, capture_output=True, timeout=300
+    )
     key = subprocess.run(
         [*WARDEN, "keys", "create", "--team", "bench", "--config", str(config)],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
+        timeout=120,
     ).stdout.strip()
     server = subprocess.Popen(
         [*WARDEN, "serve", "--no-migrate", "--config", str(config), "--port", str(port)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else subprocess.DEVNULL,
+        start_new_session=session,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
-    except SystemExit:
-        server.kill()
+    except BaseException:  # Ctrl-C too: the caller has no handle on the server yet
+        if session:
+            os.killpg(server.pid, signal.SIGKILL)  # its gunicorn workers with it
+        else:
+            server.kill()
+        server.wait()
         raise
     return server, key

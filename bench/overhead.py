@@ -6,12 +6,27 @@ concurrency 1 and 32, JSON and streaming. Added latency = through Warden - direc
 
     python bench/overhead.py [--seconds 8] [--sequential 400] [--concurrency 32]
                               [--api chat|responses|messages]
+
+--compare-litellm puts LiteLLM's proxy (pinned, bench/litellm_proxy.py) beside Warden, in front of the
+same fake upstream, each with one worker: litellm --num_workers 1 (uvicorn, a master key, no database,
+its GitHub lookups turned off) and warden serve --workers 1 with its defaults (default policy, chDB
+logging, encrypted transcripts). Each round measures direct, Warden and LiteLLM back to back for JSON
+at concurrency 1, streams at concurrency 1 (TTFT), JSON and streams at --concurrency (requests/s), the
+proxies' order alternating between rounds; the table gives medians over the rounds of added p50/p99 and
+TTFT (through - direct, per round), requests/s, CPU per request (each server's process tree) and resident
+memory (RSS summed over the tree), against the goals of issue 16, and the run is written to
+bench/results/overhead-litellm-*.json. LiteLLM is installed once into its own venv (--litellm-venv,
+default var/bench/litellm-venv); a run with the defaults takes about 5 minutes, LiteLLM's start included.
+
+    python bench/overhead.py --compare-litellm [--rounds 3] [--seconds 8] [--sequential 400]
+                              [--litellm-venv PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -22,11 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
-from loopback import free_port, start_warden, wait_http
+import psutil
+from loopback import WARDEN, free_port, start_warden, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,6 +168,395 @@ API_REQUESTS: dict[str, tuple[str, str, dict[str, object]]] = {
 }
 
 
+def start_fake_upstream(port: int, chunks: int) -> subprocess.Popen:
+    fake = subprocess.Popen(
+        [*WARDEN, "fake-upstream", "--port", str(port), "--chunks", str(chunks), "--words", "24"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", fake)
+    except BaseException:
+        stop(fake)
+        raise
+    return fake
+
+
+def stop(process: subprocess.Popen, grace: float = 20) -> None:
+    """End a server this benchmark started: its whole process group when it leads one, SIGKILL after
+    `grace` seconds."""
+    if process.poll() is not None:
+        return
+    try:
+        group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait(10)
+
+
+def logged_rows(work: Path) -> str:
+    """Rows Warden wrote to its chDB (opened once Warden has stopped: chDB allows one process)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import clickhouse_connect as c; print(c.get_client(dsn='chdb://"
+            + str(work / "clickhouse")
+            + "').query('SELECT count() FROM requests').result_rows[0][0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.strip()
+
+
+def machine_line() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"load avg {os.getloadavg()[0]:.2f}"
+    )
+
+
+# --compare-litellm ------------------------------------------------------------------------------------
+
+SERVERS = ("direct", "warden", "litellm")
+
+
+@dataclass
+class Target:
+    """Where one server answers; `process` roots the tree whose CPU and memory are counted."""
+
+    port: int
+    key: str | None
+    process: subprocess.Popen | None
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a server and every process under it (gunicorn's workers too)."""
+    total = 0.0
+    for process in process_tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclass
+class Memory:
+    """Resident memory of a server's processes: RSS summed (pages shared after fork counted once per
+    process) and PSS summed (shared pages divided among the processes that share them), in MiB."""
+
+    rss_mib: list[float]
+    rss_sum_mib: float
+    pss_sum_mib: float
+
+
+def tree_memory(pid: int) -> Memory:
+    rss, pss = [], []
+    for process in process_tree(pid):
+        try:
+            info = process.memory_full_info()
+        except psutil.NoSuchProcess:
+            continue
+        rss.append(info.rss / 2**20)
+        pss.append(info.pss / 2**20)
+    return Memory(rss, sum(rss), sum(pss))
+
+
+def measure(
+    target: Target, body: bytes, concurrency: int, seconds: float, limit: int, bound: float
+) -> Sample:
+    """One load run, CPU counted over the server's tree; `bound` seconds at most, or the run stops."""
+    before = tree_cpu(target.process.pid) if target.process else 0.0
+    try:
+        sample = asyncio.run(
+            asyncio.wait_for(
+                run_load(target.port, "/v1/chat/completions", target.key, body, concurrency, seconds, limit),
+                bound,
+            )
+        )
+    except TimeoutError:
+        raise SystemExit(f"a run against port {target.port} took longer than {bound:.0f} s") from None
+    if target.process:
+        sample.cpu_per_request = (tree_cpu(target.process.pid) - before) / max(len(sample.latency), 1)
+    if not sample.latency:
+        raise SystemExit(f"no request against port {target.port} succeeded ({sample.errors} errors)")
+    return sample
+
+
+def summary(sample: Sample) -> dict[str, float]:
+    return {
+        "requests": len(sample.latency),
+        "errors": sample.errors,
+        "p50_ms": pct(sample.latency, 50) * 1000,
+        "p99_ms": pct(sample.latency, 99) * 1000,
+        "ttft_p50_ms": pct(sample.ttft, 50) * 1000,
+        "requests_per_s": len(sample.latency) / sample.elapsed,
+        "cpu_ms_per_request": sample.cpu_per_request * 1000,
+    }
+
+
+def ratio_text(warden: float, litellm: float, times: bool) -> str:
+    if not (litellm > 0 and warden == warden and litellm == litellm):
+        return "n/a"
+    if warden <= 0:
+        return "≤ 0"
+    ratio = warden / litellm
+    if times:
+        return f"{ratio:.1f}x"
+    return f"1/{1 / ratio:.1f}" if ratio < 1 else f"{ratio:.2f}"
+
+
+def compare_litellm(args: argparse.Namespace) -> None:
+    import litellm_proxy
+
+    script, version = litellm_proxy.ensure_venv(args.litellm_venv.resolve())
+    work = Path(tempfile.mkdtemp(prefix="warden-bench-litellm-"))
+    up_port, warden_port, litellm_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    model = "gpt-fake"
+    procs: list[subprocess.Popen] = []
+    started = time.monotonic()
+    tests = (
+        ("json", 1),
+        ("stream", 1),
+        ("json", args.concurrency),
+        ("stream", args.concurrency),
+    )
+    results: dict[str, dict[str, list[dict[str, float]]]] = {
+        f"{kind} c={c}": {name: [] for name in SERVERS} for kind, c in tests
+    }
+    memory: dict[str, Memory] = {}
+    logs: list[IO[str]] = []
+    try:
+        procs.append(start_fake_upstream(up_port, args.chunks))
+        warden_log = (work / "warden.log").open("w")
+        litellm_log = (work / "litellm.log").open("w")
+        logs += [warden_log, litellm_log]
+        warden, key = start_warden(
+            work,
+            upstream,
+            warden_port,
+            warden_log,
+            session=True,
+            server={"threads": args.threads, "workers": 1},
+        )
+        procs.append(warden)
+        config = work / "litellm.yaml"
+        litellm_proxy.write_config(config, model, upstream)
+        litellm = litellm_proxy.start(script, config, litellm_port, litellm_log, work)
+        procs.append(litellm)
+        # LiteLLM imports for a while (15 s on an idle 2-core machine) before it listens.
+        wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, seconds=300)
+        targets = {
+            "direct": Target(up_port, None, None),
+            "warden": Target(warden_port, key, warden),
+            "litellm": Target(litellm_port, litellm_proxy.MASTER_KEY, litellm),
+        }
+        print(f"servers up in {time.monotonic() - started:.0f} s; warming up", flush=True)
+        bodies = {
+            kind: json.dumps(
+                {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+                | ({"stream": True} if kind == "stream" else {})
+            ).encode()
+            for kind in ("json", "stream")
+        }
+        # First requests pay for imports, connection pools and chDB's first insert; keep them out.
+        warm = 0
+        for name, target in targets.items():
+            for body in bodies.values():
+                sample = measure(target, body, 4, 2.0, 100, 120)
+                warm += (len(sample.latency) + sample.errors) if name == "warden" else 0
+        for round_ in range(args.rounds):
+            # Direct first, then the two proxies in alternating order, so neither always runs second.
+            order = ("direct", "warden", "litellm") if round_ % 2 == 0 else ("direct", "litellm", "warden")
+            for kind, concurrency in tests:
+                sequential = concurrency == 1
+                seconds = 600.0 if sequential else args.seconds
+                limit = args.sequential if sequential else 10**9
+                bound = 300.0 if sequential else args.seconds + 60
+                for name in order:
+                    sample = measure(targets[name], bodies[kind], concurrency, seconds, limit, bound)
+                    results[f"{kind} c={concurrency}"][name].append(summary(sample))
+            print(f"round {round_ + 1}/{args.rounds} done at {time.monotonic() - started:.0f} s", flush=True)
+        for name in ("warden", "litellm"):
+            memory[name] = tree_memory(targets[name].process.pid)  # type: ignore[union-attr]
+        stop(warden, grace=60)  # it flushes its spool into chDB first
+        logged = logged_rows(work)
+    except BaseException:
+        print(f"stopped; the servers' logs are in {work}", file=sys.stderr)
+        raise
+    finally:
+        for process in procs:
+            stop(process)
+        for log in logs:
+            log.close()
+    elapsed = time.monotonic() - started
+
+    def added(test: str, name: str, field_: str) -> float:
+        per_round = zip(results[test][name], results[test]["direct"], strict=True)
+        return statistics.median(via[field_] - direct[field_] for via, direct in per_round)
+
+    def med(test: str, name: str, field_: str) -> float:
+        return statistics.median(r[field_] for r in results[test][name])
+
+    high = f"c={args.concurrency}"
+    values: list[tuple[str, str, float, float, str, bool | None, bool]] = []
+
+    def row(label: str, unit: str, measure_: str, goal: str, met: bool | None, times: bool = False) -> None:
+        values.append((label, unit, litellm_value[measure_], warden_value[measure_], goal, met, times))
+
+    litellm_value: dict[str, float] = {}
+    warden_value: dict[str, float] = {}
+    for name, into in (("litellm", litellm_value), ("warden", warden_value)):
+        into["p50"] = added("json c=1", name, "p50_ms")
+        into["p99"] = added("json c=1", name, "p99_ms")
+        into["ttft"] = added("stream c=1", name, "ttft_p50_ms")
+        into["json_rps"] = med(f"json {high}", name, "requests_per_s")
+        into["stream_rps"] = med(f"stream {high}", name, "requests_per_s")
+        into["cpu"] = med(f"json {high}", name, "cpu_ms_per_request")
+        into["rss"] = memory[name].rss_sum_mib
+    lv, wv = litellm_value, warden_value
+    row("JSON, concurrency 1, added p50", "ms", "p50", "≤ 1/16", wv["p50"] <= lv["p50"] / 16)
+    row("JSON, concurrency 1, added p99", "ms", "p99", "≤ 1/10", wv["p99"] <= lv["p99"] / 10)
+    row(
+        f"stream ({args.chunks} events), c=1, added TTFT p50",
+        "ms",
+        "ttft",
+        "≤ 1/10",
+        wv["ttft"] <= lv["ttft"] / 10,
+    )
+    row(
+        f"JSON, concurrency {args.concurrency}, requests/s",
+        "",
+        "json_rps",
+        "≥ 8x",
+        wv["json_rps"] >= 8 * lv["json_rps"],
+        True,
+    )
+    row(
+        f"stream, concurrency {args.concurrency}, requests/s",
+        "",
+        "stream_rps",
+        "≥ 10x",
+        wv["stream_rps"] >= 10 * lv["stream_rps"],
+        True,
+    )
+    row(f"CPU per request, JSON {high}", "ms", "cpu", "≤ 0.9 ms", wv["cpu"] <= 0.9)
+    row("resident memory of the serving process", "MiB", "rss", "≤ LiteLLM's", wv["rss"] <= lv["rss"])
+
+    def show(value: float, unit: str) -> str:
+        if unit == "MiB":
+            return f"{value:.0f} MiB"
+        return f"{value:.2f} ms" if unit == "ms" else f"{value:.0f}"
+
+    print()
+    print(f"# Warden vs LiteLLM proxy overhead — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"# machine: {machine_line()}; {args.rounds} interleaved rounds, medians; run took {elapsed:.0f} s\n"
+        f"# Warden: warden serve, 1 worker x {args.threads} threads, default policy, chDB logging, encrypted "
+        f"transcripts; LiteLLM {version}: litellm --num_workers 1 (uvicorn), master "
+        f"key, no database; fake upstream: 24 words, {args.chunks} SSE events; load generator, upstream and "
+        "both proxies share the machine"
+    )
+    print()
+    print("| | LiteLLM | Warden | ratio | goal | met |")
+    print("|---|---|---|---|---|---|")
+    for label, unit, lite, ward, goal, met, times in values:
+        print(
+            f"| {label} | {show(lite, unit)} | {show(ward, unit)} | {ratio_text(ward, lite, times)} | {goal} "
+            f"| {'yes' if met else 'no'} |"
+        )
+    warden_memory, litellm_memory = memory["warden"], memory["litellm"]
+
+    def each(mib: list[float]) -> str:
+        return " + ".join(f"{value:.0f}" for value in mib)
+
+    print(
+        "\nadded = through the proxy - direct, per round, then the median. Memory = RSS summed over the "
+        f"server's process tree after the rounds: Warden {each(warden_memory.rss_mib)} MiB (gunicorn's "
+        f"master and its worker), LiteLLM {each(litellm_memory.rss_mib)} MiB; PSS summed, which counts "
+        f"pages shared after fork once: Warden {warden_memory.pss_sum_mib:.0f} MiB, "
+        f"LiteLLM {litellm_memory.pss_sum_mib:.0f} MiB"
+    )
+    print()
+    print("| test | server | p50 ms | p99 ms | TTFT p50 ms | req/s | CPU ms/req | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for test, by_server in results.items():
+        for name in SERVERS:
+            errors = sum(int(r["errors"]) for r in by_server[name])
+            cpu = "" if name == "direct" else f"{med(test, name, 'cpu_ms_per_request'):.2f}"
+            ttft = f"{med(test, name, 'ttft_p50_ms'):.2f}" if test.startswith("stream") else ""
+            print(
+                f"| {test} | {name} | {med(test, name, 'p50_ms'):.2f} | {med(test, name, 'p99_ms'):.2f} | "
+                f"{ttft} | {med(test, name, 'requests_per_s'):.0f} | {cpu} | {errors} |"
+            )
+    sent = sum(r["requests"] + r["errors"] for by in results.values() for r in by["warden"])
+    print(f"\nrows logged in Warden's ClickHouse: {logged} (sent through Warden: {sent} + {warm} warm-up)")
+
+    out = ROOT / "bench" / "results" / f"overhead-litellm-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "overhead --compare-litellm",
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_line(),
+                "seconds_taken": round(elapsed, 1),
+                "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "litellm_version": version,
+                "table": [
+                    {"row": label, "unit": unit, "litellm": lite, "warden": ward, "goal": goal, "met": met}
+                    for label, unit, lite, ward, goal, met, _ in values
+                ],
+                "rounds": results,
+                "memory_mib": {name: asdict(each) for name, each in memory.items()},
+                "warden_rows_logged": int(logged),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results: {out.relative_to(ROOT)}")
+
+
+def interrupted(signum: int, _frame: object) -> None:
+    """Ctrl-C and SIGTERM end the run through the finally blocks that stop every server it started.
+    Being handled here, not by asyncio.run's own SIGINT handler, they also stop a load run at once
+    (asyncio turns SIGINT into a cancellation, which a load run finishing at that moment can swallow)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    sys.exit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,21 +579,36 @@ def main() -> None:
         help="also enforce a key limit (rpm, tpm, concurrent) and a team budget, kept in this Redis "
         "(never refusing: what admission and settlement cost)",
     )
+    parser.add_argument(
+        "--compare-litellm",
+        action="store_true",
+        help="measure direct, Warden (1 worker) and LiteLLM's proxy (1 worker) interleaved, in rounds, "
+        "and print the side-by-side table (chat API only)",
+    )
+    parser.add_argument(
+        "--litellm-venv",
+        type=Path,
+        default=ROOT / "var" / "bench" / "litellm-venv",
+        help="venv holding LiteLLM's proxy; created and installed into when it has no litellm",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --compare-litellm")
     args = parser.parse_args()
+    if args.compare_litellm and (
+        args.api != "chat" or args.limits or args.concurrency < 2 or args.rounds < 1
+    ):
+        parser.error("--compare-litellm measures the chat API without --limits, at a --concurrency above 1")
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    if args.compare_litellm:
+        compare_litellm(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
     up_port, warden_port = free_port(), free_port()
-    warden = [sys.executable, "-m", "proxy.cli"]
     procs: list[subprocess.Popen] = []
     try:
-        fake = subprocess.Popen(
-            [*warden, "fake-upstream", "--port", str(up_port), "--chunks", str(args.chunks), "--words", "24"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        fake = start_fake_upstream(up_port, args.chunks)
         procs.append(fake)
-        wait_http(f"http://127.0.0.1:{up_port}/v1/models", fake)
         log = (work / "serve.log").open("w")
         upstream = f"http://127.0.0.1:{up_port}/v1"
         upstreams = [
@@ -216,6 +637,7 @@ def main() -> None:
             upstream,
             warden_port,
             log,
+            session=True,
             server={"threads": args.threads},
             upstreams=upstreams,
             **traffic,
@@ -253,42 +675,16 @@ def main() -> None:
                     via = asyncio.run(run_load(warden_port, path, key, body, concurrency, seconds, limit))
                     via.cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / max(len(via.latency), 1)
                     rows.append((f"{args.api} {mode} {kind}", concurrency, direct, via))
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        stop(server, grace=60)
         log.close()
-        logged = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import clickhouse_connect as c; print(c.get_client(dsn='chdb://"
-                + str(work / "clickhouse")
-                + "').query('SELECT count() FROM requests').result_rows[0][0])",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        logged = logged_rows(work)
     finally:
         for process in procs:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(process)
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
     print(f"# Warden proxy overhead — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(
-        f"# machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, load avg "
-        f"{os.getloadavg()[0]:.2f}; Warden: gunicorn gthread 1 worker x {args.threads} threads, "
+        f"# machine: {machine_line()}; Warden: gunicorn gthread 1 worker x {args.threads} threads, "
         f"ClickHouse logging on (chDB); fake upstream: 24 words, {args.chunks} SSE events"
     )
     print()
