@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from policies.document import ParamError
 from policies.findings import Finding
+from policies.literal_prefix import literal_prefixes
 from policies.normalize import views
 from policies.scanners import known_keys, score, string_list
 
@@ -161,15 +162,15 @@ FAMILY_PATTERNS: dict[str, list[tuple[str, float]]] = {
         (r"<\|(?:endoftext|im_end|eot_id)\|>\s?\S", 0.6),
         (r"\[/?inst\]|<<\/?sys>>", 0.4),
         (r"\[inst\][^\n]{0,300}?\[/inst\]|\[/inst\][^\n]{0,300}?\[inst\]|<<sys>>[^\n]{0,300}?<</sys>>", 0.85),
-        (r"(?:^|\n|\s)#{2,}\s?(?:system|instruction|new\sinstructions?|admin|developer)\b\s?:?", 0.6),
+        (r"(?<!\S)#{2,}\s?(?:system|instruction|new\sinstructions?|admin|developer)\b\s?:?", 0.6),
         (r"</?(?:system|system_prompt|instructions|admin|developer|user_query|context)>", 0.35),
         (r"<(system|system_prompt|instructions|admin|developer)>[^<\n]{1,300}</\1>", 0.75),
         (r"</(?:user_query|user|context|document|input)>\s?<", 0.7),
         (
-            r"(?:^|\s)(?:system|assistant|developer)\s?:\s(?:you|ignore|new|the\suser|override|from\snow)",
+            r"(?<!\S)(?:system|assistant|developer)\s?:\s(?:you|ignore|new|the\suser|override|from\snow)",
             0.55,
         ),
-        (r"(?:^|\s)assistant\s?:\s(?:sure|certainly|of\scourse|okay|ok)\b", 0.5),
+        (r"(?<!\S)assistant\s?:\s(?:sure|certainly|of\scourse|okay|ok)\b", 0.5),
         (r"\bend\sof\s(?:the\s)?(?:user\s|system\s)?(?:input|prompt|document|context|instructions)\b", 0.3),
         (r"(?<![-=*#])[-=*#]{4,}\s?(?:system|admin|new\sinstructions?|begin\sinstructions?)\b", 0.7),
         (r"\b(?:begin|start)\s(?:of\s)?(?:new\s|system\s|admin\s)(?:instructions?|prompt|message)\b", 0.6),
@@ -240,6 +241,22 @@ def check(params: dict[str, Any], stage: str, action: str) -> None:
         )
 
 
+class _Rule:
+    """A pattern, its weight, and the words its matches start with (a cheap test before the regex)."""
+
+    __slots__ = ("pattern", "starts", "weight")
+
+    def __init__(self, pattern: re.Pattern[str], weight: float) -> None:
+        self.pattern = pattern
+        self.weight = weight
+        self.starts = literal_prefixes(pattern)
+
+    def matches(self, text: str) -> bool:
+        if self.starts is not None and not any(start in text for start in self.starts):
+            return False
+        return self.pattern.search(text) is not None
+
+
 class InjectionScanner:
     level = "text"
     windowed = False
@@ -249,7 +266,7 @@ class InjectionScanner:
     ) -> None:
         self._threshold = threshold
         self._patterns = {
-            family: [(re.compile(p), w) for p, w in FAMILY_PATTERNS[family]] for family in families
+            family: [_Rule(re.compile(p), w) for p, w in FAMILY_PATTERNS[family]] for family in families
         }
         self._model = model
         self._model_label = model_label
@@ -274,12 +291,12 @@ class InjectionScanner:
         # A pattern counts once, on the first reading it matches (the folded text comes first).
         matched: set[tuple[str, int]] = set()
         for view in views(text):
-            for family, patterns in self._patterns.items():
-                for i, (pattern, weight) in enumerate(patterns):
-                    if (family, i) in matched or pattern.search(view.text) is None:
+            for family, rules in self._patterns.items():
+                for i, rule in enumerate(rules):
+                    if (family, i) in matched or not rule.matches(view.text):
                         continue
                     matched.add((family, i))
-                    misses[family] *= 1.0 - weight
+                    misses[family] *= 1.0 - rule.weight
                     disguised[family] = disguised[family] or bool(view.how)
         return {
             family: min(1.0, 1.0 - miss + (DISGUISE_BONUS if disguised[family] and miss < 1.0 else 0.0))
