@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from analytics.clickhouse import connect
 from proxy.upstreams.fake import FakeUpstream
 from tests.support import ROOT, write_config
 
@@ -211,3 +215,168 @@ def test_sigkill_loses_no_answered_request(
         second.wait(60)
         reader.close()
         log.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name in parentheses may hold spaces: the parent pid follows its closing one.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _maps_chdb(pid: int) -> bool:
+    """Whether the process has chDB's native library loaded, which `import chdb` does."""
+    return "_chdb" in (Path("/proc") / str(pid) / "maps").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _owner(pid_candidates: list[int], server_port: int, client_port: int) -> int | None:
+    """The process holding the server side of the loopback connection from `client_port`."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    inode = next(
+        (
+            line.split()[9]
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if line.split()[1] == local and line.split()[2] == remote
+        ),
+        None,
+    )
+    for pid in pid_candidates:
+        for fd in (Path("/proc") / str(pid) / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+    return None
+
+
+def test_serve_shares_embedded_chdb_through_a_supervised_local_clickhouse(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    """The embedded default with two workers: the master runs chDB as a child process that both workers
+    write to over loopback (neither imports chDB); a killed child comes back and the events sent
+    meanwhile land; stopping Warden stops the child."""
+    from proxy.db import make_engine, make_sessions
+    from proxy.identity.keys import KeyStore
+    from proxy.local_clickhouse import port_file, running_endpoint
+    from proxy.migrate import upgrade_sql
+
+    clickhouse_dir = tmp_path / "clickhouse"
+    database_url = f"sqlite:///{tmp_path / 'warden.db'}"
+    config = write_config(
+        tmp_path,
+        {
+            "upstreams": [
+                {"name": "fake", "type": "openai", "base_url": fake_upstream.base_url, "models": ["gpt-fake"]}
+            ],
+            "storage": {"database_url": database_url, "clickhouse_url": f"chdb:///{clickhouse_dir}"},
+            "analytics": {"spool_dir": str(tmp_path / "spool"), "flush_interval_seconds": 0.05},
+            "crypto": {"kek": f"auto:{tmp_path / 'kek.key'}"},
+        },
+    )
+    # The key in this process, not through the CLI (seconds of imports); `serve` migrates ClickHouse.
+    upgrade_sql(database_url)
+    engine = make_engine(database_url)
+    key = KeyStore(make_sessions(engine), cache_seconds=0).create("two")[1]
+    engine.dispose()
+
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(port)]
+    with log_path.open("w") as log:
+        master = subprocess.Popen(
+            [*command, "--workers", "2"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    child = 0
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert master.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        processes = _children(master.pid)
+        [child] = [pid for pid in processes if "analytics.chdb_server" in _cmdline(pid)]
+        workers = [pid for pid in processes if pid != child]
+        assert len(workers) == 2 and _maps_chdb(child)
+        assert not any(_maps_chdb(pid) for pid in [master.pid, *workers]), "only the child loads chDB"
+        reader_url = running_endpoint(clickhouse_dir)
+        assert reader_url is not None and reader_url.startswith("http://default:")
+        reader = connect(reader_url)
+
+        def send(n: int) -> tuple[str, int]:
+            """One request on a new connection: its request id and the worker that answered it."""
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                body = {"model": "gpt-fake", "messages": [{"role": "user", "content": f"m{n}"}]}
+                headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+                connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+                response = connection.getresponse()
+                assert response.status == 200, response.read()
+                response.read()
+                assert connection.sock is not None  # kept alive: the worker still holds its end
+                worker = _owner(workers, port, connection.sock.getsockname()[1])
+                return response.getheader("x-warden-request-id") or "", worker or 0
+            finally:
+                connection.close()
+
+        def landed(ids: set[str]) -> None:
+            found: set[str] = set()
+            deadline = time.monotonic() + 30
+            while not ids <= found and time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    found = {str(r[0]) for r in reader.query("SELECT request_id FROM requests").result_rows}
+                time.sleep(0.1)
+            assert ids <= found, f"{len(ids - found)} of {len(ids)} events missing"
+
+        # New connections until both workers have answered some (the kernel picks the acceptor).
+        sent: dict[str, int] = {}
+        for n in range(60):
+            request_id, worker = send(n)
+            sent[request_id] = worker
+            if set(sent.values()) == set(workers) and n >= 3:
+                break
+        assert set(sent.values()) == set(workers), "one worker took every connection"
+        landed(set(sent))
+
+        os.kill(child, signal.SIGKILL)
+        meanwhile = {send(100 + n)[0] for n in range(6)}
+        landed(meanwhile)
+        [restarted] = [pid for pid in _children(master.pid) if "analytics.chdb_server" in _cmdline(pid)]
+        assert restarted != child and running_endpoint(clickhouse_dir) == reader_url, "same port, same URL"
+        child = restarted
+        reader.close()
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(60) == 0
+    finally:
+        if master.poll() is None:
+            os.killpg(master.pid, signal.SIGKILL)
+            master.wait(10)
+    assert not _alive(child), "the local ClickHouse stops with Warden"
+    assert not port_file(clickhouse_dir).exists()
+    text = log_path.read_text()
+    assert "starting it again" in text and key not in text
