@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -15,8 +16,13 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
+from click.testing import CliRunner
 
 from analytics.clickhouse import connect
+from proxy.cli.main import main
+from proxy.cli.serve import _worker_count
+from proxy.settings import Settings, load_settings
 from proxy.upstreams.fake import FakeUpstream
 from tests.support import ROOT, write_config
 
@@ -121,27 +127,47 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
     assert [p for p in (tmp_path / "spool").rglob("*.seg") if p.stat().st_size] == [], "spool drained at exit"
 
 
-def test_serve_refuses_several_workers_on_chdb(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"storage": {"clickhouse_url": f"chdb:///{tmp_path / 'ch'}"}})
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config), "--workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode != 0 and "one process per data directory" in result.stderr
+def _settings(tmp_path: Path, **sections: object) -> Settings:
+    config = write_config(tmp_path, {"storage": {"database_url": "sqlite://"}, **sections})
+    return load_settings(config, environ={})
+
+
+def test_auto_workers_are_one_per_core_unless_more_would_be_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("proxy.cli.serve.cpu_cores", lambda: 4)
+    assert _worker_count(_settings(tmp_path), None) == 4  # embedded chDB, served by a local process
+    assert _worker_count(_settings(tmp_path, server={"workers": 3}), None) == 3
+    assert _worker_count(_settings(tmp_path, server={"workers": 3}), 2) == 2
+    limited = _settings(tmp_path, limits=[{"scope": "key", "model": "*", "rpm": 6}])
+    inprocess = _settings(tmp_path, storage={"database_url": "sqlite://", "embedded_clickhouse": "inprocess"})
+    with caplog.at_level(logging.INFO, "warden"):
+        assert _worker_count(limited, None) == 1 and _worker_count(inprocess, None) == 1
+    assert "server.workers auto: 1 worker, not 4 (limits and budgets kept in process" in caplog.text
+    assert "server.workers auto: 1 worker, not 4 (in-process chDB" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("sections", "refusal"),
+    [
+        ({"storage": {"embedded_clickhouse": "inprocess"}}, "one process per data directory"),
+        ({"limits": [{"scope": "key", "model": "*", "rpm": 6}]}, "limits and budgets kept in process"),
+    ],
+)
+def test_serve_refuses_several_workers_asked_for_where_they_would_be_wrong(
+    tmp_path: Path, sections: dict[str, dict[str, object]], refusal: str
+) -> None:
+    storage = {"clickhouse_url": f"chdb:///{tmp_path / 'ch'}", **sections.pop("storage", {})}
+    config = write_config(tmp_path, {"storage": storage, **sections})
+    result = CliRunner().invoke(main, ["serve", "--config", str(config), "--workers", "2"])
+    assert result.exit_code == 1 and refusal in result.output
 
 
 def test_sigkill_loses_no_answered_request(
     tmp_path: Path, fake_upstream: FakeUpstream, clickhouse_http: str
 ) -> None:
     """Every answered request has its row even when every Warden process is killed right after."""
-    import os
     import uuid
-
-    from analytics.clickhouse import connect
 
     url = f"{clickhouse_http}/t_{uuid.uuid4().hex[:10]}"
     config = write_config(
