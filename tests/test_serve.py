@@ -352,6 +352,10 @@ def test_serve_shares_embedded_chdb_through_a_supervised_local_clickhouse(
         reader_url = running_endpoint(clickhouse_dir)
         assert reader_url is not None and reader_url.startswith("http://default:")
         reader = connect(reader_url)
+        # A command that would open chDB goes through the running endpoint instead (in this process:
+        # it would hang on the directory's lock, or import chDB, otherwise).
+        migrated = CliRunner().invoke(main, ["migrate", "--config", str(config)])
+        assert migrated.exit_code == 0 and "ClickHouse http://default:***@127.0.0.1" in migrated.output
 
         def send(n: int) -> tuple[str, int]:
             """One request on a new connection: its request id and the worker that answered it."""

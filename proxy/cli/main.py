@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,52 +12,15 @@ from typing import Any
 import click
 
 from analytics.access import ROLES
-from proxy.cli.options import config_option, read_settings
-from proxy.settings import Settings, data_locations, local_clickhouse
+from proxy.cli.migrate import clickhouse_url
+from proxy.cli.options import config_option, prepare_process, read_settings
+from proxy.settings import data_locations
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Warden: an OpenAI-compatible proxy that governs and records LLM traffic."""
-    # Everything Warden writes (metadata DB, spool, ClickHouse data, keys, exports) is for its own
-    # user only: hashes, ciphertext and metrics are still nobody else's business.
-    os.umask(0o077)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # During a ClickHouse outage these log every retry; the sink logs one line per failed attempt.
-    for noisy in ("urllib3", "clickhouse_connect"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-@main.command()
-@config_option
-def migrate(config_path: Path | None) -> None:
-    """Upgrade the metadata database (Alembic) and the ClickHouse schema to head."""
-    from analytics.clickhouse import redact
-    from proxy.migrate import upgrade_all
-
-    settings = read_settings(config_path, resolve_secrets=False)
-    clickhouse_url = _clickhouse_url(settings)
-    try:
-        report = upgrade_all(settings.storage.database_url, clickhouse_url)
-    except Exception as exc:
-        raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}") from None
-    click.echo(f"metadata database at revision {report.sql_head}")
-    applied = ", ".join(report.clickhouse_applied) or "none (up to date)"
-    click.echo(f"ClickHouse {redact(clickhouse_url)}: applied {applied}")
-
-
-def _clickhouse_url(settings: Settings) -> str:
-    """Where a command reaches the request log: the local ClickHouse process of a running `warden serve`
-    when one serves the chDB directory (which no other process may open then), else the configured URL."""
-    served = local_clickhouse(settings)
-    if served is None:
-        return settings.storage.clickhouse_url
-    from proxy.local_clickhouse import running_endpoint
-
-    return running_endpoint(served) or settings.storage.clickhouse_url
+    prepare_process()
 
 
 @main.command("check-config")
@@ -411,7 +373,7 @@ class _Runtime:
         self._clickhouse = None
         if clickhouse:
             try:
-                self._clickhouse = connect(_clickhouse_url(self.settings))
+                self._clickhouse = connect(clickhouse_url(self.settings))
             except Exception as exc:
                 raise click.ClickException(
                     f"cannot open ClickHouse ({type(exc).__name__}); with in-process chDB stop `warden serve`"
@@ -682,11 +644,13 @@ def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
 
 
 def _register() -> None:
+    from proxy.cli.migrate import migrate
     from proxy.cli.policies import models, policy
     from proxy.cli.serve import serve
     from proxy.cli.traffic import budgets, limits
 
     main.add_command(serve)
+    main.add_command(migrate)
     main.add_command(policy)
     main.add_command(models)
     main.add_command(limits)

@@ -1,12 +1,29 @@
-"""What every `warden` command group shares: the --config option and reading the settings."""
+"""What every `warden` command shares: the process set-up, the --config option, reading the settings."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import click
 
 from proxy.settings import CONFIG_ENV, ConfigError, Settings, load_settings
+
+
+def prepare_process() -> None:
+    """The file mode and logging every `warden` command runs with."""
+    # Everything Warden writes (metadata DB, spool, ClickHouse data, keys, exports) is for its own
+    # user only: hashes, ciphertext and metrics are still nobody else's business.
+    os.umask(0o077)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # During a ClickHouse outage these log every retry; the sink logs one line per failed attempt.
+    for noisy in ("urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
 
 config_option = click.option(
     "--config",

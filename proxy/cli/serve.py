@@ -47,7 +47,7 @@ def serve(
     if migrate:
         # In a child process that exits before anything else opens chDB: the gunicorn master must
         # never open it (it forks), and chDB allows one process per data directory.
-        args = [sys.executable, "-m", "proxy.cli", "migrate"]
+        args = [sys.executable, "-m", "proxy.cli.migrate"]
         if config_path:
             args += ["--config", str(config_path)]
         if subprocess.run(args, check=False).returncode != 0:
