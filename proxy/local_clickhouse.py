@@ -77,7 +77,6 @@ class LocalClickHouse:
         self.port_file = port_file(data_dir)
         self.password_file = default_password_file(data_dir)
         self.port = 0
-        self.restarts = 0
         self._start_timeout = start_timeout
         self._password = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -99,6 +98,7 @@ class LocalClickHouse:
                 "stop that `warden serve` first"
             )
         try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
             # Made here on a first start (mode 0600), before the child reads it.
             self._password = load_password(self.password_file)
         except (PasswordError, OSError) as exc:
@@ -191,17 +191,17 @@ class LocalClickHouse:
         while True:
             process = self._process
             assert process is not None
-            # gunicorn's master reaps every child (waitpid(-1)); wait() then sees ECHILD and returns.
-            status = process.wait()
+            # gunicorn's master reaps every child (waitpid(-1)): wait() then sees ECHILD and returns
+            # without the status, which is why the log line below does not give one.
+            process.wait()
             if self._stopping.is_set():
                 return
             if time.monotonic() - self._started_at > _HEALTHY_AFTER_S:
                 delay = _BACKOFF_FIRST_S
             log.warning(
-                "local ClickHouse (pid %d) stopped (status %s); starting it again in %.1f s, "
-                "events wait in the spool meanwhile",
+                "local ClickHouse (pid %d) is gone; starting it again in %.1f s, events wait in the "
+                "spool meanwhile",
                 process.pid,
-                status,
                 delay,
             )
             if self._stopping.wait(delay):
@@ -216,7 +216,6 @@ class LocalClickHouse:
             except LocalClickHouseError as exc:
                 log.error("%s", exc)
                 continue
-            self.restarts += 1
             log.info("local ClickHouse (pid %s) answers again at http://127.0.0.1:%d", self.pid, self.port)
 
 

@@ -1,4 +1,5 @@
-"""`warden serve` for real: gunicorn with Warden's threaded worker, in-process chDB, SIGTERM flushes."""
+"""`warden serve` for real: gunicorn with Warden's threaded worker, embedded chDB served to the workers by a
+local ClickHouse process, SIGTERM flushes."""
 
 from __future__ import annotations
 
