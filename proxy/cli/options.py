@@ -21,7 +21,8 @@ def prepare_process() -> None:
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # During a ClickHouse outage these log every retry; the sink logs one line per failed attempt.
-    for noisy in ("urllib3", "clickhouse_connect"):
+    # clickhouse-connect sets `urllib3` back to WARNING when a worker imports it, hence its pool too.
+    for noisy in ("urllib3", "urllib3.connectionpool", "clickhouse_connect"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
