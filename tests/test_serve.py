@@ -65,7 +65,7 @@ def test_serve_migrate_keys_and_graceful_stop(tmp_path: Path, fake_upstream: Fak
     config = write_config(
         tmp_path,
         {
-            "server": {"threads": 8},
+            "server": {"threads": 8, "workers": 1},  # several: the embedded test below
             "upstreams": [
                 {"name": "fake", "type": "openai", "base_url": fake_upstream.base_url, "models": ["gpt-fake"]}
             ],
@@ -177,6 +177,7 @@ def test_sigkill_loses_no_answered_request(
             "upstreams": [
                 {"name": "fake", "type": "openai", "base_url": fake_upstream.base_url, "models": ["gpt-fake"]}
             ],
+            "server": {"workers": 1},
             "storage": {"database_url": f"sqlite:///{tmp_path / 'warden.db'}", "clickhouse_url": url},
             # A long flush interval: the events are still queued in memory when the kill comes.
             "analytics": {"spool_dir": str(tmp_path / "spool"), "flush_interval_seconds": 30},
