@@ -55,18 +55,15 @@ def port_file(data_dir: Path) -> Path:
 def running_endpoint(data_dir: Path) -> str | None:
     """The URL (password included) of a local ClickHouse process that serves `data_dir` and answers
     now, or None. Commands that would open chDB in process use it while `warden serve` runs."""
-    try:
-        text = port_file(data_dir).read_text().strip()
-    except OSError:
-        return None
+    port = _published_port(port_file(data_dir))
     password_file = default_password_file(data_dir)
-    if not text.isdigit() or (PASSWORD_ENV not in os.environ and not password_file.exists()):
+    if port is None or (PASSWORD_ENV not in os.environ and not password_file.exists()):
         return None
     try:
         password = load_password(password_file)
     except (PasswordError, OSError):
         return None
-    return _url(int(text), password) if _answers(int(text), password, timeout=2.0) else None
+    return _url(port, password) if _answers(port, password, timeout=2.0) else None
 
 
 class LocalClickHouse:
@@ -177,9 +174,9 @@ class LocalClickHouse:
                     f"the local ClickHouse for {self.data_dir} exited with status {process.returncode} "
                     "while starting (its output is above)"
                 )
-            text = self.port_file.read_text().strip() if self.port_file.exists() else ""
-            if text.isdigit() and _answers(int(text), self._password, timeout=1.0):
-                return int(text)
+            port = _published_port(self.port_file)
+            if port is not None and _answers(port, self._password, timeout=1.0):
+                return port
             time.sleep(0.05)
         process.kill()
         raise LocalClickHouseError(
@@ -214,13 +211,22 @@ class LocalClickHouse:
             try:
                 self._wait_ready()
             except LocalClickHouseError as exc:
-                log.error("%s", exc)
+                if not self._stopping.is_set():  # else Warden is stopping, and stopped it
+                    log.error("%s", exc)
                 continue
             log.info("local ClickHouse (pid %s) answers again at http://127.0.0.1:%d", self.pid, self.port)
 
 
 # Loopback: never through a proxy that HTTP_PROXY names.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _published_port(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:  # not written yet, or removed by a stop
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _url(port: int, password: str) -> str:
