@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import tempfile
 import threading
@@ -49,8 +50,18 @@ def default_password_file(path: Path) -> Path:
     return path.resolve().with_name(path.resolve().name + ".password")
 
 
-def serve(path: Path, host: str, port: int, port_file: Path, password_file: Path | None = None) -> None:
-    """Block forever serving `path` over HTTP; the bound port is written to `port_file`."""
+def serve(
+    path: Path,
+    host: str,
+    port: int,
+    port_file: Path,
+    password_file: Path | None = None,
+    *,
+    exit_with_parent: bool = False,
+) -> None:
+    """Block forever serving `path` over HTTP; the bound port is written to `port_file`. With
+    `exit_with_parent`, exit once the process that started this one is gone."""
+    parent = os.getppid()
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise SystemExit("chdb_server speaks plain HTTP: it listens on loopback only")
     path = path.resolve()
@@ -86,8 +97,12 @@ def serve(path: Path, host: str, port: int, port_file: Path, password_file: Path
 
     # The query blocks inside C, where Python signal handlers never run: it gets a thread, and
     # the main thread stays free to exit on SIGTERM/SIGINT (inserted parts are already on disk).
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    def leave(*_: object) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
     threading.Thread(target=run_query, name="chdb-http", daemon=True).start()
     private = _wait_for_port(tmp_port, stopped)
     if private is None:
@@ -102,7 +117,8 @@ def serve(path: Path, host: str, port: int, port_file: Path, password_file: Path
         flush=True,
     )
     while not stopped.wait(1.0):
-        pass
+        if exit_with_parent and os.getppid() != parent:
+            leave()  # a SIGKILLed `warden serve`: nobody would ever stop this process
     raise SystemExit(f"chDB HTTP endpoint stopped: {outcome[0] if outcome else 'unknown'}")
 
 
@@ -145,9 +161,14 @@ def main(argv: list[str] | None = None) -> None:
         help="the password of user default (made, mode 0600, if absent; default: DATA_DIR.password "
         "beside the data directory; $WARDEN_CLICKHOUSE_PASSWORD wins)",
     )
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="exit once the parent process is gone"
+    )
     args = parser.parse_args(argv)
     port_file = args.port_file or Path(tempfile.mkdtemp()) / "port"
-    serve(args.path, args.host, args.port, port_file, args.password_file)
+    serve(
+        args.path, args.host, args.port, port_file, args.password_file, exit_with_parent=args.exit_with_parent
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ TYPE_ONLY_KEYS = {
 MAX_RETENTION_DAYS = 18250
 MAX_TRUSTED_PROXIES = 8  # hops of X-Forwarded-For believed; more is a misconfiguration
 SERVER_WORKERS = ("buffered", "gthread")
+EMBEDDED_CLICKHOUSE = ("process", "inprocess")
 ROUTING_STRATEGIES = ("ordered", "weighted", "least_busy", "latency")
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
@@ -98,7 +99,8 @@ class UpstreamSettings:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    # Worker processes: a number, or "auto" (one per CPU core this process may run on).
+    workers: int | str = "auto"
     threads: int = 64
     max_body_bytes: int = 10 * 1024 * 1024
     # How many proxies in front set X-Forwarded-For/-Proto; 0 believes none (anyone could send them).
@@ -123,6 +125,10 @@ class StorageSettings:
     # budgets, and the response cache's `backend: redis`. Empty: limits and budgets are kept in this
     # process (exact for one worker only), the cache in memory.
     redis_url: str = ""
+    # With a chdb:// clickhouse_url, how `warden serve` reaches it: "process" starts a local ClickHouse
+    # process on loopback that every worker shares; "inprocess" opens chDB inside the one worker
+    # (chDB allows one process per data directory). `create_app` on its own always opens it in process.
+    embedded_clickhouse: str = "process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -679,6 +685,10 @@ class _Builder:
 
     def coerce(self, annotation: str, value: Any, path: tuple[str | int, ...]) -> Any:
         kind = annotation.replace(" ", "")
+        if kind == "int|str":  # a count or a keyword (server.workers: auto), checked by the section
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise self.fail(path, f"must be a number or a keyword, got {value!r}")
+            return value
         if kind in ("int",):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise self.fail(path, f"must be an integer, got {value!r}")
@@ -742,8 +752,12 @@ class _Builder:
     def check_server(self, server: ServerSettings) -> None:
         if not 0 <= server.port <= 65535:
             raise self.fail(("server", "port"), "must be between 0 and 65535")
-        for key in ("workers", "threads", "max_body_bytes", "header_timeout_s", "client_timeout_s"):
+        if isinstance(server.workers, str) and server.workers != "auto":
+            raise self.fail(("server", "workers"), f"must be a number or auto, got {server.workers!r}")
+        for key in ("threads", "max_body_bytes", "header_timeout_s", "client_timeout_s"):
             self.check_positive(("server", key), getattr(server, key))
+        if isinstance(server.workers, int):
+            self.check_positive(("server", "workers"), server.workers)
         self.check_positive(("server", "max_connections"), server.max_connections)
         if server.worker not in SERVER_WORKERS:
             raise self.fail(("server", "worker"), f"must be one of {', '.join(SERVER_WORKERS)}")
@@ -771,12 +785,13 @@ class _Builder:
             ch = self.with_clickhouse_password(ch, storage.clickhouse_password)
         if storage.redis_url and urlparse(storage.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise self.fail(("storage", "redis_url"), "must be a redis://, rediss:// or unix:// URL")
-        return StorageSettings(
-            database_url=db,
-            clickhouse_url=ch,
-            clickhouse_password=storage.clickhouse_password,
-            redis_url=storage.redis_url,
-        )
+        if storage.embedded_clickhouse not in EMBEDDED_CLICKHOUSE:
+            raise self.fail(
+                ("storage", "embedded_clickhouse"),
+                f"must be process (a local ClickHouse process every worker shares) or inprocess "
+                f"(chDB inside the one worker), got {storage.embedded_clickhouse!r}",
+            )
+        return replace(storage, database_url=db, clickhouse_url=ch)
 
     def with_clickhouse_password(self, url: str, reference: str) -> str:
         """`url` with the password in it, which is how clickhouse-connect takes it. Resolved even when
@@ -789,10 +804,7 @@ class _Builder:
             raise self.fail(path, "give the password here or in clickhouse_url, not both")
         password = self.secret(reference, path, always=True)
         assert password is not None
-        user = quote(unquote(parsed.username or "default"), safe="")
-        return parsed._replace(
-            netloc=f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
-        ).geturl()
+        return clickhouse_url_with_password(url, password)
 
     def upstreams(self, raw: Any) -> tuple[UpstreamSettings, ...]:
         if raw is None:
@@ -952,6 +964,32 @@ class _Builder:
         return prices
 
 
+def clickhouse_url_with_password(url: str, password: str) -> str:
+    """An http(s) ClickHouse URL carrying `password` (user: the URL's, else `default`), which is how
+    clickhouse-connect takes it."""
+    parsed = urlparse(url)
+    user = quote(unquote(parsed.username or "default"), safe="")
+    return parsed._replace(
+        netloc=f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+    ).geturl()
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def local_clickhouse(settings: Settings) -> Path | None:
+    """The chDB data directory `warden serve` serves through a local ClickHouse process, or None
+    (an http(s) ClickHouse, or chDB opened in process)."""
+    ch = settings.storage.clickhouse_url
+    if ch.startswith("chdb://") and settings.storage.embedded_clickhouse == "process":
+        return Path(ch[len("chdb://") :])
+    return None
+
+
 def data_locations(settings: Settings) -> list[str]:
     """Where this configuration keeps its data, resolved (`chdb:///x` means `./x` here, unlike
     clickhouse-connect's own `chdb://` DSN), passwords hidden: for the start log and `check-config`."""
@@ -960,7 +998,12 @@ def data_locations(settings: Settings) -> list[str]:
     db = make_url(settings.storage.database_url)
     where = [f"metadata database: {db.render_as_string(hide_password=True)}"]
     ch = settings.storage.clickhouse_url
-    if ch.startswith("chdb://"):
+    if (served := local_clickhouse(settings)) is not None:
+        where.append(
+            f"request log: chDB in {served}, which `warden serve` serves to its workers as a local "
+            f"ClickHouse on 127.0.0.1 (port in {served}.port, password in {served}.password)"
+        )
+    elif ch.startswith("chdb://"):
         where.append(f"request log: in-process chDB in {ch[len('chdb://') :]}")
     else:
         parsed = urlparse(ch)

@@ -28,7 +28,9 @@ def test_check_config(tmp_path: Path) -> None:
     good = runner.invoke(main, ["check-config", str(config(tmp_path))])
     assert good.exit_code == 0 and "OK" in good.output
     # Where the data lives, resolved: a newcomer sees which directory `chdb:///…` means.
-    assert f"in-process chDB in {(tmp_path / 'ch').resolve()}" in good.output
+    ch = (tmp_path / "ch").resolve()
+    assert f"chDB in {ch}, which `warden serve` serves to its workers as a local ClickHouse" in good.output
+    assert f"port in {ch}.port, password in {ch}.password" in good.output
     assert f"metadata database: sqlite:///{(tmp_path / 'w.db').resolve()}" in good.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  port: -1\n")

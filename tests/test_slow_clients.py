@@ -69,7 +69,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, clickhouse_http: str) -> It
     config = write_config(
         tmp,
         {
-            "server": {"header_timeout_s": HEADER_TIMEOUT_S},
+            # One worker: what one worker does with slow clients, whatever the machine's cores.
+            "server": {"header_timeout_s": HEADER_TIMEOUT_S, "workers": 1},
             "upstreams": [{"name": "fake", "type": "openai", "base_url": upstream.base_url, "models": ["m"]}],
             "storage": {"database_url": database_url, "clickhouse_url": clickhouse_url},
             "analytics": {"spool_dir": str(tmp / "spool")},

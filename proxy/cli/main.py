@@ -4,144 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from analytics.access import ROLES
-from proxy.cli.options import config_option
-from proxy.settings import ConfigError, Settings, data_locations, load_settings
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-
-def _settings(config_path: Path | None, *, resolve_secrets: bool = True) -> Settings:
-    try:
-        return load_settings(config_path, resolve_secrets=resolve_secrets)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
+from proxy.cli.migrate import clickhouse_url
+from proxy.cli.options import config_option, prepare_process, read_settings
+from proxy.settings import data_locations
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Warden: an OpenAI-compatible proxy that governs and records LLM traffic."""
-    # Everything Warden writes (metadata DB, spool, ClickHouse data, keys, exports) is for its own
-    # user only: hashes, ciphertext and metrics are still nobody else's business.
-    os.umask(0o077)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Per-request INFO lines from these libraries cost time on the hot path and say nothing new.
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # During a ClickHouse outage these log every retry; the sink logs one line per failed attempt.
-    for noisy in ("urllib3", "clickhouse_connect"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-@main.command()
-@config_option
-@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: server.port, 8000).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Worker processes (default: server.workers).")
-@click.option("--threads", type=click.IntRange(1, 4096), help="Threads per worker (default: server.threads).")
-@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply migrations first.")
-def serve(
-    config_path: Path | None,
-    host: str | None,
-    port: int | None,
-    workers: int | None,
-    threads: int | None,
-    migrate: bool,
-) -> None:
-    """Serve the proxy with gunicorn (threaded workers)."""
-    settings = _settings(config_path)
-    workers = workers or settings.server.workers
-    if settings.storage.clickhouse_url.startswith("chdb://") and workers > 1:
-        raise click.ClickException(
-            "in-process chDB allows one process per data directory: use --workers 1, "
-            "or point storage.clickhouse_url at a ClickHouse HTTP endpoint"
-        )
-    if workers > 1 and not settings.storage.redis_url and _has_traffic_rules(settings):
-        raise click.ClickException(
-            "limits and budgets kept in process hold for one worker only: use --workers 1, "
-            "or set storage.redis_url so that every worker and replica shares them"
-        )
-    if migrate:
-        # In a child process: chDB must not be opened in the gunicorn master before it forks.
-        args = [sys.executable, "-m", "proxy.cli", "migrate"]
-        if config_path:
-            args += ["--config", str(config_path)]
-        if subprocess.run(args, check=False).returncode != 0:
-            raise click.ClickException("migrations failed; not starting")
-    from proxy.server import WardenServer
-
-    for line in data_locations(settings):
-        logging.getLogger("warden").info("%s", line)
-    WardenServer(
-        settings,
-        app_factory=_create_app,
-        host=host or settings.server.host,
-        port=settings.server.port if port is None else port,
-        workers=workers,
-        threads=threads or settings.server.threads,
-    ).run()
-
-
-def _has_traffic_rules(settings: Settings) -> bool:
-    """Limits or budgets in the config, or set through the admin API (a database not yet migrated
-    has none)."""
-    if settings.limits or settings.budgets:
-        return True
-    from proxy.db import make_engine, make_sessions
-    from proxy.traffic.rules_store import RuleStore
-
-    engine = make_engine(settings.storage.database_url)
-    try:
-        return bool(RuleStore(make_sessions(engine)).list())
-    except Exception:  # no such table yet: `--migrate` creates it, with no rules in it
-        return False
-    finally:
-        engine.dispose()
-
-
-def _create_app(settings: Settings) -> Flask:
-    """The app, built by `create_app` in a gunicorn worker."""
-    # The only import of app.py outside it (the command line sits above the factory). Inside the
-    # function so that it runs in each worker after the fork: app.py loads torch, spaCy and the policy
-    # models, which the gunicorn master never needs.
-    from app import create_app
-
-    return create_app(settings)
-
-
-@main.command()
-@config_option
-def migrate(config_path: Path | None) -> None:
-    """Upgrade the metadata database (Alembic) and the ClickHouse schema to head."""
-    from analytics.clickhouse import redact
-    from proxy.migrate import upgrade_all
-
-    settings = _settings(config_path, resolve_secrets=False)
-    try:
-        report = upgrade_all(settings.storage.database_url, settings.storage.clickhouse_url)
-    except Exception as exc:
-        raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}") from None
-    click.echo(f"metadata database at revision {report.sql_head}")
-    applied = ", ".join(report.clickhouse_applied) or "none (up to date)"
-    click.echo(f"ClickHouse {redact(settings.storage.clickhouse_url)}: applied {applied}")
+    prepare_process()
 
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(path: Path) -> None:
     """Validate a config file; exit 1 with the file, line and key of the first problem."""
-    settings = _settings(path)
+    settings = read_settings(path)
     models = sorted({m for up in settings.upstreams for m in up.models})
     click.echo(f"{path}: OK ({len(settings.upstreams)} upstreams, {len(models)} models)")
     for line in data_locations(settings):
@@ -160,7 +46,7 @@ def _key_store(config_path: Path | None) -> Any:
     from proxy.db import make_engine, make_sessions
     from proxy.identity.keys import KeyStore
 
-    settings = _settings(config_path, resolve_secrets=False)
+    settings = read_settings(config_path, resolve_secrets=False)
     return KeyStore(make_sessions(make_engine(settings.storage.database_url)), cache_seconds=0)
 
 
@@ -260,7 +146,7 @@ def _directory(config_path: Path | None) -> Any:
     from proxy.db import make_engine, make_sessions
     from proxy.identity.directory import Directory
 
-    settings = _settings(config_path, resolve_secrets=False)
+    settings = read_settings(config_path, resolve_secrets=False)
     return Directory(make_sessions(make_engine(settings.storage.database_url)))
 
 
@@ -469,15 +355,16 @@ def audit_list(config_path: Path | None, tenant: str | None, system: bool, limit
 class _Runtime:
     """What the data commands need: settings, metadata DB, key ring and a ClickHouse client.
 
-    With embedded chDB, stop `warden serve` first (one process per data directory), or use the
-    admin API's equivalents (`/api/erasure`, `/api/exports`)."""
+    While `warden serve` runs on embedded chDB, the client goes through its local ClickHouse process;
+    with `storage.embedded_clickhouse: inprocess`, stop `warden serve` first (one process per data
+    directory), or use the admin API's equivalents (`/api/erasure`, `/api/exports`)."""
 
     def __init__(self, config_path: Path | None, clickhouse: bool = True) -> None:
         from analytics.clickhouse import connect
         from proxy.compliance.crypto import CryptoError, KeyRing, load_kek
         from proxy.db import make_engine, make_sessions
 
-        self.settings = _settings(config_path, resolve_secrets=False)
+        self.settings = read_settings(config_path, resolve_secrets=False)
         self.db = make_sessions(make_engine(self.settings.storage.database_url))
         try:
             self.keyring = KeyRing(self.db, load_kek(self.settings.crypto.kek))
@@ -486,11 +373,11 @@ class _Runtime:
         self._clickhouse = None
         if clickhouse:
             try:
-                self._clickhouse = connect(self.settings.storage.clickhouse_url)
+                self._clickhouse = connect(clickhouse_url(self.settings))
             except Exception as exc:
                 raise click.ClickException(
-                    f"cannot open ClickHouse ({type(exc).__name__}); with embedded chDB stop `warden serve` "
-                    "first or use the admin API"
+                    f"cannot open ClickHouse ({type(exc).__name__}); with in-process chDB stop `warden serve`"
+                    " first or use the admin API"
                 ) from None
 
     @property
@@ -757,9 +644,13 @@ def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
 
 
 def _register() -> None:
+    from proxy.cli.migrate import migrate
     from proxy.cli.policies import models, policy
+    from proxy.cli.serve import serve
     from proxy.cli.traffic import budgets, limits
 
+    main.add_command(serve)
+    main.add_command(migrate)
     main.add_command(policy)
     main.add_command(models)
     main.add_command(limits)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -176,3 +177,43 @@ def test_a_password_file_others_may_read_is_refused(tmp_path: Path) -> None:
         load_password(exposed, environ={})
     with pytest.raises(PasswordError, match="at least 16"):
         load_password(exposed, environ={"WARDEN_CLICKHOUSE_PASSWORD": "short"})
+
+
+def test_it_exits_with_its_parent_when_asked(tmp_path: Path) -> None:
+    """A SIGKILLed `warden serve` cannot stop its local ClickHouse: the child notices by itself."""
+    port_file = tmp_path / "port"
+    command = [sys.executable, "-m", "analytics.chdb_server", "--path", str(tmp_path / "db"), "--port", "0"]
+    command += ["--port-file", str(port_file), "--password-file", str(tmp_path / "pw"), "--exit-with-parent"]
+    parent = subprocess.Popen(
+        ["sh", "-c", '"$@" >/dev/null 2>&1 & echo $!; exec sleep 60', "sh", *command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert parent.stdout is not None
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert time.monotonic() < deadline, "the endpoint did not start"
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), "the endpoint outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait(10)
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow, or absent in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

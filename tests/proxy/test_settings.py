@@ -38,6 +38,8 @@ def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.storage.clickhouse_url == f"chdb://{tmp_path / 'var' / 'clickhouse'}"
     assert settings.upstreams == ()
     assert settings.policies.toxicity_model == "builtin"  # toxicity is checked out of the box, offline
+    # Every core, the request log shared through a local ClickHouse process.
+    assert settings.server.workers == "auto" and settings.storage.embedded_clickhouse == "process"
 
 
 def test_full_config_and_secret_from_env(tmp_path: Path) -> None:
@@ -73,6 +75,13 @@ def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
         ("server:\n  prot: 8000\n", "warden.yaml:2: server.prot: unknown key"),
         ("sever:\n  port: 1\n", "warden.yaml:1: sever: unknown section"),
         ("server:\n  threads: many\n", "warden.yaml:2: server.threads: must be an integer"),
+        ("server:\n  workers: many\n", "warden.yaml:2: server.workers: must be a number or auto, got 'many'"),
+        ("server:\n  workers: 0\n", "warden.yaml:2: server.workers: must be > 0"),
+        ("server:\n  workers: yes\n", "warden.yaml:2: server.workers: must be a number or a keyword"),
+        (
+            "storage:\n  embedded_clickhouse: thread\n",
+            "warden.yaml:2: storage.embedded_clickhouse: must be process (a local ClickHouse process",
+        ),
         ("server:\n  trusted_proxies: -1\n", "warden.yaml:2: server.trusted_proxies: must be between 0 and"),
         ("server:\n  trusted_proxies: yes\n", "warden.yaml:2: server.trusted_proxies: must be an integer"),
         ("storage:\n  database_url: mysql://x\n", "warden.yaml:2: storage.database_url: must be a sqlite"),
