@@ -59,6 +59,8 @@ def start_warden(
             "clickhouse_url": f"chdb:///{folder / 'clickhouse'}",
         },
         "analytics": {"spool_dir": str(folder / "spool")},
+        # One worker unless a benchmark asks for more: figures per worker compare across machines.
+        "server": {"workers": 1},
     }
     for name, value in sections.items():  # a section given merges into the default one
         base = settings.get(name)
