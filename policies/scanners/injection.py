@@ -249,10 +249,12 @@ class _Rule:
     def __init__(self, pattern: re.Pattern[str], weight: float) -> None:
         self.pattern = pattern
         self.weight = weight
-        self.starts = literal_prefixes(pattern)
+        starts = literal_prefixes(pattern)
+        self.starts = frozenset(starts) if starts is not None else None
 
-    def matches(self, text: str) -> bool:
-        if self.starts is not None and not any(start in text for start in self.starts):
+    def matches(self, text: str, present: frozenset[str]) -> bool:
+        """`present`: which of every rule's start words `text` contains, found once for all rules."""
+        if self.starts is not None and self.starts.isdisjoint(present):
             return False
         return self.pattern.search(text) is not None
 
@@ -268,6 +270,9 @@ class InjectionScanner:
         self._patterns = {
             family: [_Rule(re.compile(p), w) for p, w in FAMILY_PATTERNS[family]] for family in families
         }
+        self._starts = frozenset(
+            word for rules in self._patterns.values() for rule in rules for word in rule.starts or ()
+        )
         self._model = model
         self._model_label = model_label
 
@@ -291,9 +296,10 @@ class InjectionScanner:
         # A pattern counts once, on the first reading it matches (the folded text comes first).
         matched: set[tuple[str, int]] = set()
         for view in views(text):
+            present = frozenset(filter(view.text.__contains__, self._starts))
             for family, rules in self._patterns.items():
                 for i, rule in enumerate(rules):
-                    if (family, i) in matched or not rule.matches(view.text):
+                    if (family, i) in matched or not rule.matches(view.text, present):
                         continue
                     matched.add((family, i))
                     misses[family] *= 1.0 - rule.weight
