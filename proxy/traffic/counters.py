@@ -17,12 +17,15 @@ does not use up its key's rate.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from proxy.traffic.resp import RespClient, RespError
 
 WINDOW_S = 60.0  # limits are per minute
 
@@ -331,20 +334,25 @@ return {redis.call('HGET', KEYS[1], 'spent') or '0', tostring(reserved)}
 """
 
 
+@dataclass(frozen=True, slots=True)
+class _Script:
+    text: str
+    sha: str
+
+    @classmethod
+    def of(cls, text: str) -> _Script:
+        return cls(text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis names scripts so
+
+
 class RedisCounters:
     deferred = True
 
     def __init__(self, url: str, prefix: str = "warden:", timeout_s: float = 0.5) -> None:
-        import redis
-
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
-        )
+        self._redis = RespClient(url, timeout_s)
         self._prefix = prefix
-        self._admit = self._redis.register_script(_ADMIT)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._usage = self._redis.register_script(_USAGE)
+        self._admit = _Script.of(_ADMIT)
+        self._settle = _Script.of(_SETTLE)
+        self._usage = _Script.of(_USAGE)
 
     def _keys(self, rates: Sequence[Rate], slots: Sequence[Slot], budgets: Sequence[Budget]) -> list[str]:
         p = self._prefix
@@ -352,12 +360,6 @@ class RedisCounters:
         for budget in budgets:
             keys += [p + budget.key, p + budget.key + ":until", p + budget.key + ":amounts"]
         return keys
-
-    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return script(keys=keys, args=args)
-        except self._errors as exc:
-            raise CountersUnavailable(f"Redis: {type(exc).__name__}") from None
 
     def admit(
         self,
@@ -376,13 +378,9 @@ class RedisCounters:
         for budget in budgets:
             args += [budget.hard, budget.ttl_s]
         keys = self._keys(rates, slots, budgets)
-        if settle_first:
-            # One round trip: what finished requests give back, then this admission, in that order.
-            calls = [self._settle_call(s) for s in settle_first] + [(self._admit, keys, args)]
-            raw = self._pipelined(calls)[-1]
-        else:
-            raw = self._run(self._admit, keys, args)
-        reply = [_text(v) for v in raw]
+        # One round trip: what finished requests give back, then this admission, in that order.
+        calls = [self._settle_call(s) for s in settle_first] + [(self._admit, keys, args)]
+        reply = [_text(v) for v in self._pipelined(calls)[-1]]
         if reply[0] != "ok":
             return Admission((reply[0], int(reply[1]), float(reply[2])))
         numbers = reply[1:]
@@ -404,44 +402,43 @@ class RedisCounters:
         if settlements:
             self._pipelined([self._settle_call(s) for s in settlements])
 
-    def _settle_call(self, s: Settlement) -> tuple[Any, list[str], list[Any]]:
+    def _settle_call(self, s: Settlement) -> tuple[_Script, list[str], list[Any]]:
         args: list[Any] = [len(s.rates), len(s.slots), len(s.budgets), s.token, s.spent]
         for rate, units in s.rates:
             args += [rate.limit, units]
         return self._settle, self._keys([r for r, _ in s.rates], s.slots, s.budgets), args
 
-    def _pipelined(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+    def _pipelined(self, calls: list[tuple[_Script, list[str], list[Any]]]) -> list[Any]:
         """Several scripts in one round trip (by their SHA; loaded again if Redis lost them)."""
-        import redis
-
+        commands = [["EVALSHA", script.sha, len(keys), *keys, *args] for script, keys, args in calls]
         for attempt in range(2):
-            try:
-                with self._redis.pipeline(transaction=False) as pipe:
-                    for script, keys, args in calls:
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    return list(pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise CountersUnavailable("Redis: scripts could not be loaded") from None
-                for script in (self._admit, self._settle, self._usage):
-                    self._redis.script_load(script.script)
-            except self._errors as exc:
-                raise CountersUnavailable(f"Redis: {type(exc).__name__}") from None
+            replies = self._call_many(commands)
+            errors = [r for r in replies if isinstance(r, RespError)]
+            if not errors:
+                return replies
+            if attempt or not all(str(e).startswith("NOSCRIPT") for e in errors):
+                raise CountersUnavailable(f"Redis: {str(errors[0]).split(' ', 1)[0]}")
+            # A restarted or flushed Redis forgot the scripts; a NOSCRIPT changed nothing.
+            self._call_many([["SCRIPT", "LOAD", s.text] for s in (self._admit, self._settle, self._usage)])
         raise AssertionError("unreachable")
+
+    def _call_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        try:
+            return self._redis.call_many(commands)
+        except OSError as exc:
+            raise CountersUnavailable(f"Redis: {type(exc).__name__}") from None
 
     def seed(self, budget: Budget, spent: int) -> None:
         key = self._prefix + budget.key
-        try:
-            with self._redis.pipeline() as pipe:
-                pipe.hsetnx(key, "spent", spent)
-                if budget.ttl_s:
-                    pipe.expire(key, budget.ttl_s)
-                pipe.execute()
-        except self._errors as exc:
-            raise CountersUnavailable(f"Redis: {type(exc).__name__}") from None
+        commands: list[list[Any]] = [["MULTI"], ["HSETNX", key, "spent", spent]]
+        if budget.ttl_s:
+            commands.append(["EXPIRE", key, budget.ttl_s])
+        replies = self._call_many([*commands, ["EXEC"]])
+        if any(isinstance(r, RespError) for r in replies):
+            raise CountersUnavailable("Redis: the budget could not be seeded")
 
     def usage(self, budget: Budget) -> tuple[int, int]:
-        spent, reserved = self._run(self._usage, self._keys([], [], [budget]), [])
+        spent, reserved = self._pipelined([(self._usage, self._keys([], [], [budget]), [])])[0]
         return int(_text(spent)), int(float(_text(reserved)))
 
     def close(self) -> None:

@@ -8,10 +8,11 @@ and settled once, when its row is recorded, with its real tokens and cost. The f
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -142,6 +143,9 @@ class TrafficGate:
         # or to be sent by the flusher within FLUSH_AFTER_S when no admission comes.
         self._pending: list[Settlement] = []
         self._pending_lock = threading.Lock()
+        # Request tokens unique across processes and replicas without a uuid4 (a getrandom call) each.
+        self._token_prefix = secrets.token_hex(8)
+        self._serial = itertools.count()
         self._wake = threading.Event()
         self._closed = False
         self._flusher: threading.Thread | None = None
@@ -243,7 +247,7 @@ class TrafficGate:
                     code="rate_limit_exceeded",
                     error_class="rate_limited_tokens",
                 )
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._serial):x}"
         admission = self._admit(rates, slots, budgets, token, amount)
         if admission is None:
             return None  # the shared state is down and the settings let requests through
