@@ -161,6 +161,13 @@ class HttpPool:
         except PoolError:
             self._slots.release()
             raise
+        except (ValueError, UnicodeError):
+            # http.client refuses a header with a line break or outside Latin-1 (e.g. a mistyped API
+            # key); its message quotes the value, which may be a credential, so it is not passed on.
+            if connection is not None:
+                connection.conn.close()
+            self._slots.release()
+            raise PoolError("bad_response", "a request header has characters HTTP cannot carry") from None
         except (OSError, http.client.HTTPException) as exc:
             if connection is not None:
                 connection.conn.close()

@@ -153,3 +153,15 @@ def test_open_connections_are_bounded(fake_upstream: FakeUpstream) -> None:
 def test_not_an_http_url() -> None:
     with pytest.raises(ValueError, match="http"):
         pool_for("ftp://example.com/v1")
+
+
+def test_a_header_http_cannot_carry_is_a_failure_that_does_not_quote_it(fake_upstream: FakeUpstream) -> None:
+    pool = pool_for(fake_upstream.base_url, max_connections=1)
+    try:
+        with pytest.raises(PoolError) as bad:
+            headers = {**JSON, "authorization": "Bearer sk-secret\nx: y"}
+            pool.request("POST", "chat/completions", BODY, headers)
+        assert bad.value.kind == "bad_response" and "sk-secret" not in str(bad.value)
+        assert pool.request("POST", "chat/completions", BODY, JSON).read()  # the slot came back
+    finally:
+        pool.close()
