@@ -36,6 +36,7 @@ from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
 from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
 from proxy.prompts.store import PromptStore
+from proxy.prompts.use import PromptResolver
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.traffic.counters import Counters, MemoryCounters, RedisCounters
 from proxy.traffic.gate import TrafficGate
@@ -203,6 +204,7 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         traffic_rules=rules,
         prompts=PromptStore(db, settings.prompts.require_approval, clock),
     )
+    forwarder.prompts = PromptResolver(services.prompts)
     # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
     traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
     return services
