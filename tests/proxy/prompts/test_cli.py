@@ -126,3 +126,23 @@ def test_errors_are_named(config: Path) -> None:
     assert unsafe.exit_code == 0  # written: the sandbox refuses it when rendered
     refused = CliRunner().invoke(cli, ["prompts", "render", "--config", str(config), "bad"])
     assert refused.exit_code == 1 and "unsafe" in refused.output
+
+
+def test_a_json_file_with_declared_variables(config: Path, tmp_path: Path) -> None:
+    source = tmp_path / "p.json"
+    source.write_text(json.dumps({"text": "Hi {{ who }}", "variables": ["who", "unused"], "model": "m"}))
+    made = json.loads(run(config, "create", "hello", "--file", str(source)))
+    assert made["variables"] == ["who", "unused"] and made["template"] == {"text": "Hi {{ who }}"}
+    missing = CliRunner().invoke(
+        cli, ["prompts", "render", "--config", str(config), "hello", "--var", "who=x"]
+    )
+    assert missing.exit_code == 1 and "missing variable: unused" in missing.output
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps({"who": "Ana", "unused": 1}))
+    assert json.loads(run(config, "render", "hello", "--vars-file", str(vars_file))) == [
+        {"role": "user", "content": "Hi Ana"}
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("txt: nope\n")
+    refused = CliRunner().invoke(cli, ["prompts", "create", "--config", str(config), "x", "--file", str(bad)])
+    assert refused.exit_code == 1 and "unknown key 'txt'" in refused.output
