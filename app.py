@@ -35,6 +35,8 @@ from proxy.identity import audit
 from proxy.identity.directory import Directory
 from proxy.identity.keys import KeyStore
 from proxy.identity.sessions import LoginGate, SessionPolicy, SessionStore
+from proxy.prompts.store import PromptStore
+from proxy.prompts.use import PromptResolver
 from proxy.settings import ConfigError, Settings, UpstreamSettings, load_settings
 from proxy.traffic.counters import Counters, MemoryCounters, RedisCounters
 from proxy.traffic.gate import TrafficGate
@@ -68,6 +70,7 @@ class Services:
     exports: ExportJobs
     traffic: TrafficGate
     traffic_rules: RuleStore
+    prompts: PromptStore
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -199,7 +202,9 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         exports=ExportJobs(Path(settings.exports.dir)),
         traffic=traffic,
         traffic_rules=rules,
+        prompts=PromptStore(db, settings.prompts.require_approval, clock),
     )
+    forwarder.prompts = PromptResolver(services.prompts)
     # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
     traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
     return services
@@ -259,6 +264,7 @@ def create_app(
     from proxy.identity import guard
     from proxy.identity.admin_api import bp as admin_api_bp
     from proxy.identity.people import bp as people_bp
+    from proxy.prompts.admin_api import bp as prompts_api_bp
     from proxy.traffic.admin_api import bp as traffic_api_bp
 
     guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
@@ -266,6 +272,7 @@ def create_app(
     app.register_blueprint(people_bp)
     app.register_blueprint(admin_api_bp)
     app.register_blueprint(traffic_api_bp)
+    app.register_blueprint(prompts_api_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))

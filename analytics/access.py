@@ -28,6 +28,8 @@ class Permission(StrEnum):
     DATA_ERASE = "data:erase"
     LIMITS_READ = "limits:read"  # limits and budgets, with spend
     LIMITS_MANAGE = "limits:manage"
+    PROMPTS_READ = "prompts:read"
+    PROMPTS_MANAGE = "prompts:manage"  # create versions, move labels, approve
 
 
 ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
@@ -43,6 +45,7 @@ ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.EXPORTS_CREATE,
             Permission.LIMITS_READ,
+            Permission.PROMPTS_READ,
         }
     ),
     "analyst": frozenset(
@@ -53,6 +56,7 @@ ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
             Permission.TEAMS_READ,
             Permission.EXPORTS_CREATE,
             Permission.LIMITS_READ,
+            Permission.PROMPTS_READ,
         }
     ),
     "viewer": frozenset({Permission.DASHBOARDS_READ}),
@@ -65,6 +69,9 @@ TENANT_ONLY = frozenset(
         Permission.USERS_MANAGE,
         Permission.TEAMS_MANAGE,
         Permission.AUDIT_READ,
+        # Prompts belong to the tenant, shared by its teams: a team's role cannot change them for all.
+        Permission.PROMPTS_READ,
+        Permission.PROMPTS_MANAGE,
     }
 )
 

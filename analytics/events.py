@@ -58,6 +58,9 @@ class ExchangeEvent:
     attempts: int = 1
     # A cache hit: what the call would have cost (its cost is 0, nothing was spent).
     cost_saved_micro_usd: int = 0
+    # A request that named a registry prompt: its name and the version rendered ("" and 0: none).
+    prompt_name: str = ""
+    prompt_version: int = 0
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

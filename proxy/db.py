@@ -104,6 +104,63 @@ class TrafficRule(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Prompt(Base):
+    """A named prompt of one tenant; its content lives in immutable, numbered versions."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_prompts_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromptVersion(Base):
+    """One version of a prompt, never updated after it is written (a change is a new version)."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "number", name="uq_prompt_versions_number"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    # {"messages": [{"role", "content"}, ...]} or {"text": "..."}: jinja2 template sources.
+    template: Mapped[dict[str, object]] = mapped_column(JSON)
+    variables: Mapped[list[str]] = mapped_column(JSON)
+    model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    params: Mapped[dict[str, object]] = mapped_column(JSON)
+    author: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromptLabel(Base):
+    """A movable name (production, staging, ...) pointing at one version of a prompt."""
+
+    __tablename__ = "prompt_labels"
+    __table_args__ = (UniqueConstraint("prompt_id", "name", name="uq_prompt_labels_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[str] = mapped_column(ForeignKey("prompt_versions.id", ondelete="CASCADE"))
+    moved_by: Mapped[str] = mapped_column(String(256))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromptApproval(Base):
+    """Someone's approval of a version; labels under `prompts.require_approval` need one by another
+    person than the author."""
+
+    __tablename__ = "prompt_approvals"
+    __table_args__ = (UniqueConstraint("version_id", "approver", name="uq_prompt_approvals"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("prompt_versions.id", ondelete="CASCADE"), index=True)
+    approver: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
     # Unique per tenant: each tenant names its people without learning or taking other tenants' names.

@@ -254,6 +254,16 @@ class CacheSettings:
     key_prefix: str = "warden:cache:"  # redis backend: every key starts with it
 
 
+# Prompt label names: safe in URLs, file names and audit targets.
+PROMPT_LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSettings:
+    # Labels a version gets only after a person other than its author approved it.
+    require_approval: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     """USD per million tokens; micro-USD per token is then the same number."""
@@ -327,6 +337,7 @@ class Settings:
     budgets: tuple[BudgetRule, ...] = ()
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    prompts: PromptSettings = field(default_factory=PromptSettings)
     source: str = "<defaults>"
 
     def retention_days(self, team: str) -> int:
@@ -474,6 +485,7 @@ class _Builder:
         policies = self.policies(raw)
         limits, budgets, traffic = self.traffic(raw)
         cache = self.cache(raw, storage)
+        prompts = self.prompts(raw)
         return Settings(
             server=server,
             storage=storage,
@@ -492,6 +504,7 @@ class _Builder:
             budgets=budgets,
             traffic=traffic,
             cache=cache,
+            prompts=prompts,
             source=self.source,
         )
 
@@ -580,6 +593,17 @@ class _Builder:
         if routing.breaker_max_cooldown_s < routing.breaker_cooldown_s:
             raise self.fail(("routing", "breaker_max_cooldown_s"), "must be >= breaker_cooldown_s")
         return routing
+
+    def prompts(self, raw: dict[str, Any]) -> PromptSettings:
+        prompts = self.dataclass_section(raw, "prompts", PromptSettings)
+        for index, label in enumerate(prompts.require_approval):
+            if not PROMPT_LABEL.match(label):
+                raise self.fail(
+                    ("prompts", "require_approval", index),
+                    f"{label!r} is not a label name (lower-case letters, digits, '.', '_' or '-', "
+                    "at most 64, starting with a letter or digit)",
+                )
+        return prompts
 
     def cache(self, raw: dict[str, Any], storage: StorageSettings) -> CacheSettings:
         cache = self.dataclass_section(raw, "cache", CacheSettings)
@@ -1052,4 +1076,5 @@ _SECTIONS = {
     "budgets": None,
     "traffic": TrafficSettings,
     "cache": CacheSettings,
+    "prompts": PromptSettings,
 }

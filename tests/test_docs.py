@@ -17,6 +17,7 @@ from proxy.settings import (
     ExportSettings,
     PolicySettings,
     Price,
+    PromptSettings,
     RetentionSettings,
     ServerSettings,
     StorageSettings,
@@ -43,6 +44,7 @@ def test_every_setting_is_documented() -> None:
         "policies": PolicySettings,
         "demo": DemoSettings,
         "cache": CacheSettings,
+        "prompts": PromptSettings,
     }
     missing = [
         f"{prefix}.{field.name}"

@@ -646,6 +646,7 @@ def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
 def _register() -> None:
     from proxy.cli.migrate import migrate
     from proxy.cli.policies import models, policy
+    from proxy.cli.prompts import prompts
     from proxy.cli.serve import serve
     from proxy.cli.traffic import budgets, limits
 
@@ -655,6 +656,7 @@ def _register() -> None:
     main.add_command(models)
     main.add_command(limits)
     main.add_command(budgets)
+    main.add_command(prompts)
 
 
 _register()

@@ -17,6 +17,7 @@ from proxy.settings import Price
 
 if TYPE_CHECKING:
     from proxy.gateway.relay import RelayOutcome
+    from proxy.prompts.use import PromptUse
     from proxy.traffic.gate import Ticket
 
 
@@ -74,6 +75,8 @@ class Exchange:
     # (hit, miss or bypass; empty when the policy does not cache).
     cache_hit: bool = False
     cache_status: str = ""
+    # The registry prompt the request named (`warden.prompt`) and the version rendered into it.
+    prompt_use: PromptUse | None = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
@@ -152,6 +155,8 @@ class Exchange:
             self_hosted=self_hosted,
             attempts=min(self.attempts, 255),
             cost_saved_micro_usd=saved,
+            prompt_name=self.prompt_use.name if self.prompt_use else "",
+            prompt_version=self.prompt_use.version if self.prompt_use else 0,
             **self._policy_columns(),
         )
 

@@ -38,6 +38,7 @@ from proxy.gateway.relay import GuardedSseRelay, SseRelay
 from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, RoutingRefused, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.jsonbody import parse_json
+from proxy.prompts.use import PromptResolver, apply_prompt
 from proxy.settings import Settings
 from proxy.traffic.gate import TrafficGate
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
@@ -78,6 +79,8 @@ class Forwarder:
         paid = {m for up in settings.upstreams if not up.self_hosted for m in up.models}
         self._free_models = frozenset(m for up in settings.upstreams for m in up.models if m not in paid)
         self.cache = ResponseCache.from_settings(settings.cache, settings.storage.redis_url, keyring)
+        # Set by the app factory: requests that name a prompt (`warden.prompt`) get it rendered.
+        self.prompts: PromptResolver | None = None
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -201,6 +204,10 @@ class Forwarder:
         if OPTIONS_FIELD in payload:
             # Warden's own options: read here, never sent on.
             options = payload.pop(OPTIONS_FIELD)
+            if isinstance(options, dict) and "prompt" in options and self.prompts is not None:
+                assert exchange.principal is not None
+                tenant = exchange.principal.tenant
+                exchange.prompt_use = apply_prompt(self.prompts, tenant, route, options, payload)
             raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         directive = client_directive(cache_control, options)
         exchange.model = fmt.check(payload)

@@ -59,6 +59,12 @@ EXPECTED = {
     ("GET", "/api/budgets"): "limits:read",
     ("PUT", "/api/budgets"): "limits:manage",
     ("DELETE", "/api/budgets/<rule_id>"): "limits:manage",
+    ("GET", "/api/prompts"): "prompts:read",
+    ("GET", "/api/prompts/<name>"): "prompts:read",  # and an API key of the tenant
+    ("GET", "/api/prompts/<name>/diff"): "prompts:read",
+    ("POST", "/api/prompts/<name>/versions"): "prompts:manage",
+    ("PUT", "/api/prompts/<name>/labels/<label>"): "prompts:manage",
+    ("POST", "/api/prompts/<name>/versions/<int:number>/approve"): "prompts:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
@@ -97,6 +103,8 @@ HOLDERS = {
     "policies:read": {"analyst", "auditor", "admin"},
     "limits:read": {"analyst", "auditor", "admin"},
     "limits:manage": {"admin"},
+    "prompts:read": {"analyst", "auditor", "admin"},
+    "prompts:manage": {"admin"},
 }
 
 
@@ -132,6 +140,9 @@ def fill(rule: str) -> str:
         rule.replace("<username>", "nobody-here")
         .replace("<key_id>", "key_missing")
         .replace("<request_id>", "00000000-0000-4000-8000-000000000000")
+        .replace("<name>", "no-such-prompt")
+        .replace("<label>", "staging")
+        .replace("<int:number>", "1")
     )
 
 

@@ -124,6 +124,11 @@ def test_config_file_from_warden_config_variable(tmp_path: Path) -> None:
             "(or one of: builtin, none)",
         ),
         ("prices:\n  m: {input: -1, output: 1}\n", "warden.yaml:2: prices.m.input: must be >= 0"),
+        (
+            "prompts:\n  require_approval: [production, Prod Label]\n",
+            "warden.yaml:2: prompts.require_approval[1]: 'Prod Label' is not a label name",
+        ),
+        ("prompts:\n  require_approval: production\n", "prompts.require_approval: must be a list"),
         ("server: [1, 2]\n", "warden.yaml:1: server: must be a mapping"),
         ("server:\n  port: 1\n   bad: indent\n", "warden.yaml:3: invalid YAML"),
     ],

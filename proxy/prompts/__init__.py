@@ -1,0 +1,1 @@
+"""The prompt registry: versioned, labelled, approved and audited prompt templates."""
