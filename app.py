@@ -265,6 +265,7 @@ def create_app(
     from proxy.identity.admin_api import bp as admin_api_bp
     from proxy.identity.people import bp as people_bp
     from proxy.prompts.admin_api import bp as prompts_api_bp
+    from proxy.prompts.pages import bp as prompt_pages_bp
     from proxy.traffic.admin_api import bp as traffic_api_bp
 
     guard.init_app(app, services.directory, services.web_sessions, settings.auth.admin_token)
@@ -273,6 +274,7 @@ def create_app(
     app.register_blueprint(admin_api_bp)
     app.register_blueprint(traffic_api_bp)
     app.register_blueprint(prompts_api_bp)
+    app.register_blueprint(prompt_pages_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))

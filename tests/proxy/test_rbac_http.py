@@ -65,6 +65,9 @@ EXPECTED = {
     ("POST", "/api/prompts/<name>/versions"): "prompts:manage",
     ("PUT", "/api/prompts/<name>/labels/<label>"): "prompts:manage",
     ("POST", "/api/prompts/<name>/versions/<int:number>/approve"): "prompts:manage",
+    ("GET", "/prompts"): "prompts:read",
+    ("GET", "/prompts/<name>"): "prompts:read",
+    ("POST", "/prompts/<name>/label"): "prompts:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
@@ -169,7 +172,7 @@ def test_route_by_role_matrix(rbac: LiveWarden, who: str) -> None:
         elif who == "anonymous":
             page = (
                 rule == "/"
-                or rule.startswith("/transcripts/")
+                or rule.startswith(("/transcripts/", "/prompts"))
                 or (rule.startswith("/dashboards/") and not rule.endswith(".json"))
             )
             assert status == (302 if page else 401), (method, rule, status)
