@@ -198,7 +198,11 @@ class HttpPool:
             )
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-        conn.connect()
+        try:
+            conn.connect()
+        except BaseException:
+            conn.close()  # a TLS handshake that failed leaves the plain socket open
+            raise
         sock = conn.sock
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -62,7 +62,13 @@ class OneShotServer:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self.answer, args=(client,), daemon=True).start()
+            threading.Thread(target=self._answer_and_close, args=(client,), daemon=True).start()
+
+    def _answer_and_close(self, client: socket.socket) -> None:
+        # Closed here whatever the answer did: a socket left to the collector fails a later test with
+        # a ResourceWarning.
+        with client:
+            self.answer(client)
 
     @staticmethod
     def _ok(client: socket.socket) -> None:
@@ -120,7 +126,7 @@ def test_refused_and_silent_upstreams_have_their_kinds() -> None:
         pool_for(f"http://127.0.0.1:{closed_port}/v1").request("POST", "x", b"{}", JSON)
     assert refused.value.kind == "unreachable"
 
-    silent = OneShotServer(answer=lambda client: time.sleep(2))
+    silent = OneShotServer(answer=lambda client: time.sleep(0.5))
     try:
         with pytest.raises(PoolError) as slow:
             pool_for(f"http://127.0.0.1:{silent.port}/v1", read_timeout=0.2).request("POST", "x", b"{}", JSON)
