@@ -65,6 +65,12 @@ EXPECTED = {
     ("POST", "/api/prompts/<name>/versions"): "prompts:manage",
     ("PUT", "/api/prompts/<name>/labels/<label>"): "prompts:manage",
     ("POST", "/api/prompts/<name>/versions/<int:number>/approve"): "prompts:manage",
+    ("GET", "/api/experiments"): "prompts:read",
+    ("POST", "/api/experiments"): "prompts:manage",
+    ("GET", "/api/experiments/<name>"): "prompts:read",
+    ("POST", "/api/experiments/<name>/start"): "prompts:manage",
+    ("POST", "/api/experiments/<name>/stop"): "prompts:manage",
+    ("POST", "/api/experiments/<name>/promote"): "prompts:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
