@@ -274,7 +274,7 @@ class ExperimentStore:
             self._prompts.get(tenant, target)  # a 404 naming the prompt
         elif not self._model_exists(target):
             raise IdentityError(f"no model {target[:256]!r} is routed by Warden", 404)
-        variants = []
+        checked = []
         for index, item in enumerate(raw):
             where = f"variant {index + 1}"
             if not isinstance(item, dict):
@@ -285,16 +285,18 @@ class ExperimentStore:
             weight = item.get("weight")
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                 raise IdentityError(f"variant {name!r}: 'weight' must be a positive integer")
-            variants.append(self._check_arm(tenant, kind, target, name, weight, item))
-        names = [v.name for v in variants]
+            checked.append((name, weight, item))
+        names = [name for name, _, _ in checked]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise IdentityError(f"variant names must be unique: {', '.join(map(repr, repeated))} repeated")
-        total = sum(v.weight for v in variants)
+        total = sum(weight for _, weight, _ in checked)
         if total != TOTAL_WEIGHT:
             raise IdentityError(
                 f"variant weights are percentages and must sum to {TOTAL_WEIGHT}; these sum to {total}"
             )
+        # Last: these read the registry or the router.
+        variants = [self._check_arm(tenant, kind, target, name, w, item) for name, w, item in checked]
         return tuple(variants)
 
     def _check_arm(
