@@ -6,7 +6,8 @@ names) with the experiment's id: the same user gets the same variant for the exp
 on every replica and after restarts, while two experiments split the same users independently. A
 request without that id is assigned at random, like a per-request experiment. The running experiments of
 a tenant are kept for `CACHE_S`, so a request never waits on the metadata database and a start or stop
-reaches every replica within that time.
+reaches every replica within that time. An experiment is not a safety check: when the database cannot be
+read, requests keep the last split known (or none) rather than fail.
 
 At most one experiment applies to a request: a prompt experiment when the request names the prompt
 (without pinning a `version`, which is how one asks for a variant on purpose), else a model experiment
@@ -16,6 +17,7 @@ for the model the request asks for, the prompt's model included.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -23,7 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from proxy.experiments.store import HEADER_PREFIX, ExperimentInfo, ExperimentStore, Variant
+
+log = logging.getLogger(__name__)
 
 # A request header by name (case-insensitive, as werkzeug's `request.headers.get`).
 Header = Callable[[str], str | None]
@@ -71,6 +77,9 @@ class _Running:
     models: Mapping[str, ExperimentInfo]
 
 
+_NONE = _Running(prompts={}, models={})
+
+
 class Experiments:
     """Running experiments per tenant, each tenant's kept for `CACHE_S`."""
 
@@ -91,7 +100,16 @@ class Experiments:
         found = self._cached.get(tenant)
         if found is not None and found[0] > now:
             return found[1]
-        listed = self._store.running(tenant)
+        try:
+            listed = self._store.running(tenant)
+        except SQLAlchemyError:
+            # Every request of the tenant passes here, not only those naming a prompt: an unreachable
+            # metadata database must not stop the traffic, so the last split known (or none) stays.
+            log.warning("experiments of tenant %r unreadable; keeping the last known", tenant, exc_info=True)
+            running = found[1] if found is not None else _NONE
+            with self._lock:
+                self._cached[tenant] = (now + CACHE_S, running)
+            return running
         running = _Running(
             prompts={e.target: e for e in listed if e.kind == "prompt"},
             models={e.target: e for e in listed if e.kind == "model"},

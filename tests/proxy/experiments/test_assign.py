@@ -7,9 +7,12 @@ import math
 import random
 from collections import Counter
 from datetime import UTC, datetime
+from typing import cast
 
-from proxy.experiments.assign import pick
-from proxy.experiments.store import ExperimentInfo, Variant
+from sqlalchemy.exc import OperationalError
+
+from proxy.experiments.assign import CACHE_S, Assignment, Experiments, pick
+from proxy.experiments.store import ExperimentInfo, ExperimentStore, Variant
 
 DRAWS = 2000
 # For 2 degrees of freedom the chi-square tail is exactly exp(-x / 2): no statistics library needed.
@@ -79,3 +82,33 @@ def test_two_experiments_split_the_same_users_independently() -> None:
     same = sum(pick(one, f"user-{n}", rng).name == pick(two, f"user-{n}", rng).name for n in range(DRAWS))
     # Independent: P(same) = 0.5^2 + 0.3^2 + 0.2^2 = 0.38; the same hash would give 1.0.
     assert 0.3 < same / DRAWS < 0.46
+
+
+class FlakyStore:
+    """Stands in for the metadata database: counts reads, and fails when told to."""
+
+    def __init__(self, listed: list[ExperimentInfo]) -> None:
+        self.listed, self.reads, self.down = listed, 0, False
+
+    def running(self, tenant: str) -> list[ExperimentInfo]:
+        self.reads += 1
+        if self.down:
+            raise OperationalError("SELECT", {}, Exception("database is gone"))
+        return self.listed
+
+
+def test_running_experiments_are_read_once_per_cache_period_and_kept_when_unreadable() -> None:
+    now = [0.0]
+    store = FlakyStore([experiment()])
+    experiments = Experiments(cast(ExperimentStore, store), clock=lambda: now[0], rng=random.Random(0))
+
+    def ask() -> Assignment | None:
+        return experiments.assign_prompt("default", {"prompt": "support"}, {"user": "u-1"}, lambda _: None)
+
+    first = ask()
+    assert first is not None and first.experiment == "brevity"
+    assert [ask() for _ in range(20)] == [first] * 20 and store.reads == 1
+    now[0] += CACHE_S
+    store.down = True
+    assert ask() == first and store.reads == 2  # the last split known, not a failed request
+    assert experiments.assign_prompt("acme", {"prompt": "support"}, {}, lambda _: None) is None
