@@ -28,6 +28,8 @@ from proxy.compliance.crypto import KeyRing, load_kek
 from proxy.compliance.export_jobs import ExportJobs
 from proxy.db import Clock, make_engine, make_sessions, utcnow
 from proxy.errors import ProxyError, error_response
+from proxy.experiments.assign import Experiments
+from proxy.experiments.store import ExperimentStore
 from proxy.formats import served_at
 from proxy.gateway.forwarder import Forwarder
 from proxy.gateway.router import Deployment, Router
@@ -71,6 +73,7 @@ class Services:
     traffic: TrafficGate
     traffic_rules: RuleStore
     prompts: PromptStore
+    experiments: ExperimentStore
 
     def __post_init__(self) -> None:
         self._readers = threading.local()
@@ -184,6 +187,7 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
     rules = RuleStore(db)
     traffic = make_traffic_gate(settings, rules)
     forwarder = Forwarder(keys, router, sink, settings, keyring, policies, metrics.observe_overhead, traffic)
+    prompts = PromptStore(db, settings.prompts.require_approval, clock)
     services = Services(
         settings=settings,
         engine=engine,
@@ -202,9 +206,11 @@ def build_services(settings: Settings, sink: EventSink | None = None, clock: Clo
         exports=ExportJobs(Path(settings.exports.dir)),
         traffic=traffic,
         traffic_rules=rules,
-        prompts=PromptStore(db, settings.prompts.require_approval, clock),
+        prompts=prompts,
+        experiments=ExperimentStore(db, prompts, router.has, clock),
     )
     forwarder.prompts = PromptResolver(services.prompts)
+    forwarder.experiments = Experiments(services.experiments)
     # A budget nobody has counted yet (a fresh Redis, a restart) starts from the request log.
     traffic.spend_source = lambda *args: spent_since(services.clickhouse(), *args)
     return services
@@ -259,6 +265,7 @@ def create_app(
 
     from dashboards.views import blueprint as dashboards_blueprint
     from proxy.compliance.transcripts import bp as transcripts_bp
+    from proxy.experiments.admin_api import bp as experiments_api_bp
     from proxy.gateway.policy_api import bp as policy_api_bp
     from proxy.gateway.routes import bp as proxy_bp
     from proxy.identity import guard
@@ -275,6 +282,7 @@ def create_app(
     app.register_blueprint(traffic_api_bp)
     app.register_blueprint(prompts_api_bp)
     app.register_blueprint(prompt_pages_bp)
+    app.register_blueprint(experiments_api_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))

@@ -61,6 +61,9 @@ class ExchangeEvent:
     # A request that named a registry prompt: its name and the version rendered ("" and 0: none).
     prompt_name: str = ""
     prompt_version: int = 0
+    # A request assigned to a running experiment: its name and the variant it got ("": none).
+    experiment: str = ""
+    variant: str = ""
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.

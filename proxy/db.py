@@ -161,6 +161,28 @@ class PromptApproval(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Experiment(Base):
+    """A traffic split of one tenant for a prompt or a model between weighted variants."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_experiments_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # prompt | model
+    target: Mapped[str] = mapped_column(String(256))  # the prompt's name or the model asked for
+    # [{"name", "weight", "version" | "label" | "model"}, ...], in the order they were given.
+    variants: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    sticky: Mapped[str] = mapped_column(String(160))  # user | request | header:<name>
+    state: Mapped[str] = mapped_column(String(16))  # draft | running | stopped
+    winner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class User(Base):
     __tablename__ = "users"
     # Unique per tenant: each tenant names its people without learning or taking other tenants' names.

@@ -644,6 +644,7 @@ def clickhouse_serve(path: Path, port: int, password_file: Path | None) -> None:
 
 
 def _register() -> None:
+    from proxy.cli.experiments import experiments
     from proxy.cli.migrate import migrate
     from proxy.cli.policies import models, policy
     from proxy.cli.prompts import prompts
@@ -657,6 +658,7 @@ def _register() -> None:
     main.add_command(limits)
     main.add_command(budgets)
     main.add_command(prompts)
+    main.add_command(experiments)
 
 
 _register()

@@ -16,6 +16,7 @@ from proxy.identity.keys import Principal
 from proxy.settings import Price
 
 if TYPE_CHECKING:
+    from proxy.experiments.assign import Assignment
     from proxy.gateway.relay import RelayOutcome
     from proxy.prompts.use import PromptUse
     from proxy.traffic.gate import Ticket
@@ -77,6 +78,8 @@ class Exchange:
     cache_status: str = ""
     # The registry prompt the request named (`warden.prompt`) and the version rendered into it.
     prompt_use: PromptUse | None = None
+    # The running experiment the request took part in and the variant it got.
+    assignment: Assignment | None = None
 
     def overhead_now(self) -> float:
         """Time in Warden so far, upstream waits excluded: the x-warden-overhead-ms figure."""
@@ -157,6 +160,8 @@ class Exchange:
             cost_saved_micro_usd=saved,
             prompt_name=self.prompt_use.name if self.prompt_use else "",
             prompt_version=self.prompt_use.version if self.prompt_use else 0,
+            experiment=self.assignment.experiment if self.assignment else "",
+            variant=self.assignment.variant if self.assignment else "",
             **self._policy_columns(),
         )
 

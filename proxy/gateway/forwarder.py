@@ -28,6 +28,7 @@ from proxy.errors import (
     error_response,
     unauthorized,
 )
+from proxy.experiments.assign import Experiments, Header
 from proxy.formats import FORMATS, WireFormat, served_at, validation
 from proxy.gateway import governance
 from proxy.gateway.cache import OPTIONS_FIELD, CachedAnswer, Lookup, ResponseCache, client_directive
@@ -81,6 +82,8 @@ class Forwarder:
         self.cache = ResponseCache.from_settings(settings.cache, settings.storage.redis_url, keyring)
         # Set by the app factory: requests that name a prompt (`warden.prompt`) get it rendered.
         self.prompts: PromptResolver | None = None
+        # Set by the app factory: requests for a prompt or model under a running experiment get a variant.
+        self.experiments: Experiments | None = None
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -97,7 +100,9 @@ class Forwarder:
                 )
             raw = request.get_data(cache=False)
             passed = _passed_headers(request)
-            return self._forward(exchange, route, raw, passed, request.headers.get("cache-control", ""))
+            return self._forward(
+                exchange, route, raw, passed, request.headers.get("cache-control", ""), request.headers.get
+            )
         except ProxyError as error:
             return self._fail(exchange, error)
         except RequestEntityTooLarge:
@@ -197,6 +202,7 @@ class Forwarder:
         raw: bytes,
         headers: Mapping[str, str],
         cache_control: str = "",
+        header: Header = lambda name: None,
     ) -> Response:
         fmt = FORMATS[route]
         payload = validation.parse_json_object(raw)
@@ -207,8 +213,15 @@ class Forwarder:
             if isinstance(options, dict) and "prompt" in options and self.prompts is not None:
                 assert exchange.principal is not None
                 tenant = exchange.principal.tenant
+                if self.experiments is not None:
+                    exchange.assignment = self.experiments.assign_prompt(tenant, options, payload, header)
                 exchange.prompt_use = apply_prompt(self.prompts, tenant, route, options, payload)
             raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        if self.experiments is not None and exchange.assignment is None:
+            assert exchange.principal is not None
+            exchange.assignment = self.experiments.assign_model(exchange.principal.tenant, payload, header)
+            if exchange.assignment is not None:
+                raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         directive = client_directive(cache_control, options)
         exchange.model = fmt.check(payload)
         exchange.streamed = bool(payload.get("stream"))

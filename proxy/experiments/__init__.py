@@ -1,0 +1,1 @@
+"""Experiments: weighted, sticky traffic splits for a prompt or a model, started, stopped and promoted."""
