@@ -53,7 +53,9 @@ def record() -> Response:
             principal = services.forwarder.authenticate(request)
         except ProxyError as exc:
             return error_response(exc)
+        tenant, who = principal.tenant, f"key:{principal.key_id}"
     else:
+        tenant, who = actor.tenant, actor_label(actor)
         if not held_anywhere(actor, Permission.FEEDBACK_WRITE):
             deny(actor, Permission.FEEDBACK_WRITE.value)
             return _fail(403, "permission 'feedback:write' is required", "permission_denied")
@@ -65,7 +67,6 @@ def record() -> Response:
     except ProxyError as exc:
         return error_response(exc)
     request_id, score, label, comment, source = parsed
-    tenant = principal.tenant if principal is not None else actor.tenant  # type: ignore[union-attr]
     try:
         client = services.clickhouse()
         scored = feedback.scored_request(client, tenant, request_id)
@@ -97,7 +98,7 @@ def record() -> Response:
         score=score,
         label=label,
         source=source,
-        actor=f"key:{principal.key_id}" if principal is not None else actor_label(actor),  # type: ignore[arg-type]
+        actor=who,
         subject_hash=scored.subject_hash,
         key_id=key_id,
         nonce=nonce,

@@ -233,3 +233,19 @@ def test_erasing_a_subject_erases_its_feedback(warden_chdb: LiveWarden) -> None:
         services.keyring, services.clickhouse(), services.db, tenant="default", subject="subject-1", actor="t"
     )
     assert [str(r) for (r,) in warden_chdb.rows("SELECT request_id FROM feedback")] == [others]
+
+
+class _Down:
+    def query(self, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("ClickHouse is down")
+
+
+def test_clickhouse_down_is_a_503_and_nothing_leaks(
+    warden_chdb: LiveWarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = warden_chdb.create_key("alpha")
+    request_id = ask(warden_chdb, key)
+    monkeypatch.setattr(warden_chdb.services, "clickhouse", _Down)
+    refused = give(warden_chdb, key, {"request_id": request_id, "score": 1, "comment": COMMENT})
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "storage_unavailable"
+    assert COMMENT not in refused.text
