@@ -1,6 +1,7 @@
 -- Feedback on requests: a score and/or a label from an end user, a reviewer or an evaluator. The
 -- comment is free text, so it is sealed like a transcript (key id, nonce, ciphertext; AAD binds
 -- tenant, feedback_id and ts) and never stored in clear. Retention follows the scored request's row.
+-- "Keep" (0 days) is 50 years: 100 would overflow DateTime and expire the row at once (see 0004).
 CREATE TABLE IF NOT EXISTS feedback
 (
     tenant         LowCardinality(String),
@@ -21,5 +22,5 @@ CREATE TABLE IF NOT EXISTS feedback
 ENGINE = ReplacingMergeTree
 PARTITION BY (retention_days, toYYYYMM(ts))
 ORDER BY (tenant, request_id, feedback_id)
-TTL toDateTime(ts) + toIntervalDay(if(retention_days = 0, 36500, retention_days))
+TTL toDateTime(ts) + toIntervalDay(if(retention_days = 0, 18250, retention_days))
 SETTINGS non_replicated_deduplication_window = 10000;

@@ -79,6 +79,9 @@ def test_a_key_scores_its_own_request_and_the_comment_is_sealed(warden: LiveWard
     assert give(warden, key, {"request_id": request_id, "score": -3}).status_code == 201
     bare = warden.rows("SELECT key_id, ciphertext FROM feedback WHERE score = -3")
     assert bare == [("", "")]
+    # A merge applies the TTL: rows kept "forever" (retention 0) must survive it.
+    warden.services.clickhouse().command("OPTIMIZE TABLE feedback FINAL")
+    assert warden.rows("SELECT count() FROM feedback") == [(2,)]
 
 
 def test_foreign_and_unknown_requests_answer_the_same_404(warden: LiveWarden) -> None:
