@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from analytics.access import Binding
+from proxy.cli.main import main
 from proxy.compliance.crypto import BINARY, Sealed
 from proxy.compliance.erasure import erase
 from proxy.compliance.exports import ExportSpec, export, finetune, signing_key
@@ -195,6 +197,10 @@ def test_exports_carry_feedback_and_finetune_keeps_well_rated(people: LiveWarden
     assert "good one" in out.read_text() and "poor one" not in out.read_text()
     assert finetune(spec, out, clickhouse=client, keyring=keyring, min_score=0) == 2
     assert finetune(spec, out, clickhouse=client, keyring=keyring) == 3
+    command = ["export", "finetune", "--config", str(tmp_path / "warden.yaml"), "--out", str(out)]
+    since, until = window["since"].isoformat(), window["until"].isoformat()
+    cli = CliRunner().invoke(main, [*command, "--since", since, "--until", until, "--min-score", "0.7"])
+    assert cli.exit_code == 0 and "wrote 1 records" in cli.output, cli.output
     for transcripts in (False, True):
         directory = tmp_path / f"export-{transcripts}"
         export(
