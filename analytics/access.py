@@ -30,6 +30,7 @@ class Permission(StrEnum):
     LIMITS_MANAGE = "limits:manage"
     PROMPTS_READ = "prompts:read"
     PROMPTS_MANAGE = "prompts:manage"  # create versions, move labels, approve
+    FEEDBACK_WRITE = "feedback:write"  # score requests as a reviewer (API keys score their own tenant's)
 
 
 ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
@@ -46,6 +47,8 @@ ROLE_GRANTS: Mapping[str, frozenset[Permission]] = {
             Permission.EXPORTS_CREATE,
             Permission.LIMITS_READ,
             Permission.PROMPTS_READ,
+            # Auditors already read transcripts: rating what they read is the reviewer's job.
+            Permission.FEEDBACK_WRITE,
         }
     ),
     "analyst": frozenset(

@@ -349,8 +349,22 @@ def behaviour(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         WHERE {hourly} GROUP BY kind, action ORDER BY findings DESC LIMIT 40""",
         hourly_params,
     )
+    # Feedback is joined to the requests in range and scope, so it filters like every other figure.
+    feedback = _rows(
+        client,
+        f"""
+        SELECT r.model AS model, f.source AS source, count() AS feedback,
+               countIf(f.score IS NOT NULL) AS scored, avgOrNull(f.score) AS mean_score
+        FROM (SELECT request_id, source, score FROM feedback FINAL WHERE tenant = {{tenant:String}}) AS f
+        INNER JOIN (SELECT request_id, model FROM requests WHERE {where}) AS r ON f.request_id = r.request_id
+        GROUP BY model, source ORDER BY model, source""",
+        params,
+    )
+    for row in feedback:
+        row["mean_score"] = None if row["mean_score"] is None else round(float(row["mean_score"]), 4)
     return {
         "by_model": by_model,
+        "feedback": feedback,
         "finish_reasons": finish,
         "completion_length": lengths,
         "decisions": decisions,

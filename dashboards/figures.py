@@ -236,7 +236,20 @@ def behaviour(data: dict[str, Any]) -> list[go.Figure]:
     safety = data["injection_toxicity"]
     by_model = _safety_figure("Injection and toxicity findings by model", "model", safety["by_model"])
     by_team = _safety_figure("Injection and toxicity findings by team", "team", safety["by_team"])
-    return [refusals, finish, lengths, decisions, rates, findings, by_model, by_team]
+    feedback = _figure("Mean feedback score by model", "model", "mean score")
+    if not any(r["scored"] for r in data["feedback"]):
+        feedback.add_annotation(
+            text="No scored feedback in this range", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
+        )
+    for source in sorted({r["source"] for r in data["feedback"]}):
+        rows = [r for r in data["feedback"] if r["source"] == source and r["scored"]]
+        feedback.add_bar(
+            x=[r["model"] for r in rows],
+            y=[r["mean_score"] for r in rows],
+            text=[f"{r['scored']} scored" for r in rows],
+            name=source,
+        )
+    return [refusals, finish, lengths, decisions, rates, findings, by_model, by_team, feedback]
 
 
 def _safety_figure(title: str, dimension: str, rows: list[dict[str, Any]]) -> go.Figure:

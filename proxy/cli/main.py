@@ -560,6 +560,11 @@ def export_verify(directory: Path, public_key: Path | None) -> None:
 @click.option("--style", type=click.Choice(["chat", "completion"]), default="chat", show_default=True)
 @click.option("--team", multiple=True)
 @click.option("--model", help="Only this model's exchanges.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(-1e6, 1e6),
+    help="Only exchanges whose mean feedback score is at least this (unscored ones are left out).",
+)
 @click.option("--tenant", default="default", show_default=True)
 def export_finetune(
     config_path: Path | None,
@@ -569,6 +574,7 @@ def export_finetune(
     style: str,
     team: tuple[str, ...],
     model: str | None,
+    min_score: float | None,
     tenant: str,
 ) -> None:
     """Write stored transcripts as fine-tuning JSONL ({"messages": [...]} or {"prompt", "completion"})."""
@@ -586,7 +592,13 @@ def export_finetune(
     spec.check()
     runtime = _Runtime(config_path)
     count = finetune(
-        spec, out, clickhouse=runtime.clickhouse, keyring=runtime.keyring, style=style, model=model
+        spec,
+        out,
+        clickhouse=runtime.clickhouse,
+        keyring=runtime.keyring,
+        style=style,
+        model=model,
+        min_score=min_score,
     )
     change = _cli_change(tenant)
     audit.record(
@@ -596,7 +608,7 @@ def export_finetune(
         action="export.finetune",
         target=str(out),
         ip=change.ip,
-        after={"records": count, "since": since, "until": until, "model": model},
+        after={"records": count, "since": since, "until": until, "model": model, "min_score": min_score},
     )
     click.echo(f"wrote {count} records to {out}")
 

@@ -56,6 +56,10 @@ def erase(
         clickhouse.command(
             f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", parameters=parameters
         )
+    # Feedback carries its request's subject: scores, labels and sealed comments go with the requests.
+    clickhouse.command(
+        f"ALTER TABLE feedback DELETE WHERE {where} SETTINGS mutations_sync = 1", parameters=parameters
+    )
     if subject_hash is None:
         # A whole tenant goes from the rollups too (they hold counts per team, model and key, no subject).
         for table in ROLLUPS:

@@ -8,6 +8,7 @@ import base64
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -116,6 +117,7 @@ def export(
         files.append(
             _write(out, "transcripts", spec.format, _transcripts(clickhouse, keyring, spec), progress)
         )
+    files.append(_write(out, "feedback", spec.format, _feedback(clickhouse, keyring, spec), progress))
     manifest = {
         "warden_export": 1,
         "id": out.name,
@@ -242,14 +244,18 @@ def finetune(
     keyring: KeyRing,
     style: str = "chat",
     model: str | None = None,
+    min_score: float | None = None,
 ) -> int:
-    """Write transcripts as JSONL training records; returns how many were written."""
+    """Write transcripts as JSONL training records; returns how many were written. With `min_score`,
+    only exchanges whose mean feedback score is at least that (unscored ones are left out)."""
     if style not in ("chat", "completion"):
         raise ExportError("style must be chat or completion")
+    if min_score is not None and not math.isfinite(min_score):
+        raise ExportError("min-score must be a finite number")
     written = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
-        for row in _transcripts(clickhouse, keyring, spec, model=model, ok_only=True):
+        for row in _transcripts(clickhouse, keyring, spec, model=model, ok_only=True, min_score=min_score):
             record = _training_record(row, style)
             if record is not None:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -359,10 +365,23 @@ def _audit(db: sessionmaker[Session], spec: ExportSpec) -> Iterable[dict[str, An
 
 
 def _transcripts(
-    clickhouse: Any, keyring: KeyRing, spec: ExportSpec, *, model: str | None = None, ok_only: bool = False
+    clickhouse: Any,
+    keyring: KeyRing,
+    spec: ExportSpec,
+    *,
+    model: str | None = None,
+    ok_only: bool = False,
+    min_score: float | None = None,
 ) -> Iterable[dict[str, Any]]:
     """Decrypted one block at a time: an export holds one block of transcripts in memory, never all."""
     clause, params = _scope_clause(spec)
+    if min_score is not None:
+        # Filtered in ClickHouse: the feedback of a whole range never comes into memory.
+        clause += (
+            " AND request_id IN (SELECT request_id FROM feedback FINAL WHERE tenant = {tenant:String}"
+            " AND score IS NOT NULL GROUP BY request_id HAVING avg(score) >= {min_score:Float64})"
+        )
+        params["min_score"] = min_score
     with clickhouse.query_row_block_stream(
         "SELECT request_id, team, ts, key_id, nonce, ciphertext FROM transcripts FINAL "
         f"WHERE {clause} ORDER BY ts",
@@ -391,6 +410,41 @@ def _transcripts(
 
 
 _TRANSCRIPT_FIELDS = ("route", "model", "request", "response", "unreadable")
+
+
+def _feedback(clickhouse: Any, keyring: KeyRing, spec: ExportSpec) -> Iterable[dict[str, Any]]:
+    """Feedback on the exported requests. Comments are opened only when the export carries transcripts
+    (and so needed `transcripts:read`); otherwise the row says only whether there was one."""
+    clause, params = _scope_clause(spec)
+    with clickhouse.query_row_block_stream(
+        "SELECT feedback_id, request_id, team, ts, score, label, source, actor, key_id, nonce, ciphertext"
+        " FROM feedback FINAL WHERE tenant = {tenant:String} AND request_id IN"
+        f" (SELECT request_id FROM requests WHERE {clause}) ORDER BY ts, feedback_id",
+        parameters=params,
+        settings=_BLOCKS,
+        column_formats=BINARY,
+    ) as stream:
+        for block in stream:
+            for feedback_id, request_id, team, ts, score, label, source, actor, key_id, nonce, box in block:
+                comment: str | None = None
+                if key_id and spec.transcripts:
+                    try:
+                        opened = keyring.open(spec.tenant, feedback_id, ts, Sealed(key_id, nonce, box))
+                        comment = str(opened.get("comment", ""))
+                    except CryptoError as exc:
+                        comment = f"unreadable: {exc}"
+                yield {
+                    "feedback_id": str(feedback_id),
+                    "request_id": str(request_id),
+                    "team": team,
+                    "ts": ts,
+                    "score": score,
+                    "label": label,
+                    "source": source,
+                    "actor": actor,
+                    "has_comment": bool(key_id),
+                    "comment": comment,
+                }
 
 
 # -- writers -----------------------------------------------------------------------------------

@@ -4,12 +4,15 @@ gets clear messages, drift finds the injected change, and names from requests ca
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from analytics import feedback
+from analytics.feedback import FeedbackRow
 from tests.support import (
     ADMIN_TOKEN,
     SINCE,
@@ -53,7 +56,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
         ("latency", 3),
         ("cost", 4),
         ("drift", 3),
-        ("behaviour", 8),
+        ("behaviour", 9),
         ("audit", 0),
     ):
         html = client.get(f"/dashboards/{page}", params=WINDOW)
@@ -112,6 +115,56 @@ def test_behaviour_shows_injection_and_toxicity_by_model_and_team(seeded: LiveWa
     assert f"{override} (monitor)" in page and toxic not in page  # beta's finding is not on alpha's page
     quiet = viewer.get("/dashboards/behaviour", params={**WINDOW, "model": "claude-x"}).text
     assert "No injection or toxicity findings in this range" in quiet
+
+
+def test_behaviour_joins_feedback_to_requests_in_scope(seeded: LiveWarden) -> None:
+    """Feedback rows on seeded requests: the mean per model and source matches ClickHouse's own join,
+    and a team-bound viewer sees only the feedback on its team's requests."""
+    clickhouse = seeded.services.clickhouse()
+    picked = seeded.rows(
+        "SELECT request_id, team, ts FROM requests WHERE model = 'gpt-4o' ORDER BY request_id LIMIT 6"
+    )
+    assert {team for _, team, _ in picked} >= {"alpha"}
+    rows = [
+        FeedbackRow(
+            tenant="default",
+            team=team,
+            feedback_id=uuid.UUID(int=n + 1),
+            request_id=request_id,
+            ts=ts,
+            score=float(n),
+            label="",
+            source="reviewer" if n % 2 else "end_user",
+            actor="key:test",
+            subject_hash="",
+            key_id="",
+            nonce=b"",
+            ciphertext=b"",
+            retention_days=0,
+        )
+        for n, (request_id, team, ts) in enumerate(picked)
+    ]
+    for row in rows:
+        feedback.insert(clickhouse, row)
+
+    def means(data: dict[str, Any]) -> dict[tuple[str, str], float]:
+        return {(r["model"], r["source"]): r["mean_score"] for r in data["feedback"]}
+
+    def expected(teams: set[str]) -> dict[tuple[str, str], float]:
+        kept = [r for r in rows if r.team in teams]
+        return {
+            ("gpt-4o", source): sum(r.score or 0 for r in kept if r.source == source)
+            / len([r for r in kept if r.source == source])
+            for source in {r.source for r in kept}
+        }
+
+    everyone = admin(seeded).get("/dashboards/behaviour.json", params=WINDOW).json()
+    assert means(everyone) == pytest.approx(expected({r.team for r in rows}))
+    viewer = sign_in(seeded.root, "alpha-viewer")  # type: ignore[attr-defined]
+    assert means(viewer.get("/dashboards/behaviour.json", params=WINDOW).json()) == pytest.approx(
+        expected({"alpha"})
+    )
+    assert "Mean feedback score by model" in viewer.get("/dashboards/behaviour", params=WINDOW).text
 
 
 def test_drift_finds_the_injected_change(seeded: LiveWarden) -> None:

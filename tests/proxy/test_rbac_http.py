@@ -52,6 +52,7 @@ EXPECTED = {
     ("GET", "/api/exports/<export_id>"): "exports:create",
     ("GET", "/dashboards/plotly.min.js"): "dashboards:read",
     ("POST", "/v1/warden/evaluate"): "policies:read",
+    ("POST", "/v1/warden/feedback"): "feedback:write",  # and an API key of the tenant
     ("GET", "/api/policies"): "policies:read",
     ("GET", "/api/limits"): "limits:read",
     ("PUT", "/api/limits"): "limits:manage",
@@ -114,6 +115,7 @@ HOLDERS = {
     "limits:manage": {"admin"},
     "prompts:read": {"analyst", "auditor", "admin"},
     "prompts:manage": {"admin"},
+    "feedback:write": {"auditor", "admin"},
 }
 
 

@@ -279,7 +279,7 @@ def test_team_exports_leave_out_the_tenant_audit_log(live: LiveWarden) -> None:
         exported = person.post("/api/exports", json={**window, "teams": ["alpha"]})
         assert exported.status_code == 201, exported.text
         names = [f["name"] for f in exported.json()["files"]]
-        assert names == ["requests.jsonl"], names
+        assert names == ["requests.jsonl", "feedback.jsonl"], names
         directory = Path(live.settings.exports.dir) / exported.json()["id"]
         assert not (directory / "audit_log.jsonl").exists()
         assert person.get(f"/api/exports/{exported.json()['id']}/audit_log.jsonl").status_code in (403, 404)
@@ -325,6 +325,7 @@ def test_background_export_reports_progress_and_is_tenant_scoped(live: LiveWarde
         "requests.jsonl": 3,
         "audit_log.jsonl": status["rows"]["audit_log"],
         "transcripts.jsonl": 3,
+        "feedback.jsonl": 0,
     }
     assert status["rows"]["requests"] == 3 and status["rows"]["transcripts"] == 3
     assert admin.get(f"/api/exports/{body['id']}/transcripts.jsonl").status_code == 200
