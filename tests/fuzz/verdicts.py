@@ -16,7 +16,7 @@ MODEL_PATHS = ("chat/completions", "completions", "embeddings", "responses", "me
 ANTHROPIC_PATHS = frozenset(
     {"/v1/messages", "/v1/messages/count_tokens", "/messages", "/messages/count_tokens"}
 )
-PAGES = ("/login", "/logout", "/transcripts/", "/dashboards/")
+PAGES = ("/login", "/logout", "/transcripts/", "/dashboards/", "/prompts")
 # What the HTTP server in front of Warden answers itself to a request it cannot parse (Warden never
 # sees it): bad request line or header block, URI or header too long, too many headers.
 SERVER_REFUSALS = frozenset({400, 414, 431})
