@@ -39,7 +39,7 @@ from proxy.gateway.relay import GuardedSseRelay, SseRelay
 from proxy.gateway.router import NoRoute, Routed, Router, RoutingFailed, RoutingRefused, T
 from proxy.identity.keys import KeyStore, Principal
 from proxy.jsonbody import parse_json
-from proxy.prompts.use import PromptResolver, apply_prompt
+from proxy.prompts.use import PROMPT_HEADER, PromptResolver, apply_prompt, prompt_options_from_headers
 from proxy.settings import Settings
 from proxy.traffic.gate import TrafficGate
 from proxy.upstreams.http import UpstreamFailure, UpstreamReply, UpstreamStream
@@ -195,6 +195,17 @@ class Forwarder:
 
     # -- the flow ------------------------------------------------------------------------------
 
+    def _use_prompt(
+        self, exchange: Exchange, route: str, options: dict[str, Any], payload: dict[str, Any], header: Header
+    ) -> None:
+        if self.prompts is None:
+            return
+        assert exchange.principal is not None
+        tenant = exchange.principal.tenant
+        if self.experiments is not None:
+            exchange.assignment = self.experiments.assign_prompt(tenant, options, payload, header)
+        exchange.prompt_use = apply_prompt(self.prompts, tenant, route, options, payload)
+
     def _forward(
         self,
         exchange: Exchange,
@@ -210,12 +221,12 @@ class Forwarder:
         if OPTIONS_FIELD in payload:
             # Warden's own options: read here, never sent on.
             options = payload.pop(OPTIONS_FIELD)
-            if isinstance(options, dict) and "prompt" in options and self.prompts is not None:
-                assert exchange.principal is not None
-                tenant = exchange.principal.tenant
-                if self.experiments is not None:
-                    exchange.assignment = self.experiments.assign_prompt(tenant, options, payload, header)
-                exchange.prompt_use = apply_prompt(self.prompts, tenant, route, options, payload)
+            if isinstance(options, dict) and "prompt" in options:
+                self._use_prompt(exchange, route, options, payload, header)
+            raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        elif header(PROMPT_HEADER) is not None:
+            # The same, named in headers by a client that cannot add a body field.
+            self._use_prompt(exchange, route, prompt_options_from_headers(header), payload, header)
             raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         if self.experiments is not None and exchange.assignment is None:
             assert exchange.principal is not None

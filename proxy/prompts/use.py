@@ -17,10 +17,13 @@ from typing import Any
 
 from proxy.errors import ProxyError, bad_request
 from proxy.identity.directory import IdentityError
+from proxy.jsonbody import NotJson, parse_json
 from proxy.prompts.render import RenderError
 from proxy.prompts.store import PromptStore, Version
 
 FIELDS = ("prompt", "label", "version", "variables")
+# For clients that can set headers but not body fields; the body's `warden` field wins when both are sent.
+PROMPT_HEADER = "x-warden-prompt"
 CACHE_S = 2.0
 _MAX_CACHED = 4096
 
@@ -54,6 +57,31 @@ class PromptResolver:
                 self._cached.clear()
             self._cached[key] = (now + CACHE_S, version)
         return version
+
+
+def prompt_options_from_headers(header: Callable[[str], str | None]) -> dict[str, Any]:
+    """`x-warden-prompt: NAME`, optionally `x-warden-prompt-label: L` or `x-warden-prompt-version: N` and
+    `x-warden-prompt-variables: {JSON object}`, as the body field would carry them."""
+    options: dict[str, Any] = {"prompt": header(PROMPT_HEADER)}
+    label, version, variables = (
+        header(f"{PROMPT_HEADER}-{part}") for part in ("label", "version", "variables")
+    )
+    if label is not None:
+        options["label"] = label
+    if version is not None:
+        if not version.isdigit():
+            raise bad_request(
+                f"'{PROMPT_HEADER}-version' must be a version number.", param=f"{PROMPT_HEADER}-version"
+            )
+        options["version"] = int(version)
+    if variables is not None:
+        try:
+            options["variables"] = parse_json(variables.encode())
+        except NotJson:
+            raise bad_request(
+                f"'{PROMPT_HEADER}-variables' must be a JSON object.", param=f"{PROMPT_HEADER}-variables"
+            ) from None
+    return options
 
 
 def apply_prompt(

@@ -100,3 +100,36 @@ def test_bad_references_are_named(
     error = caught.value.body
     assert isinstance(error, dict) and named in error["message"]
     assert error["param"].startswith("warden.")
+
+
+def test_a_client_that_sets_only_headers_names_the_prompt_there(
+    live: LiveWarden, fake_upstream: FakeUpstream
+) -> None:
+    headers = {
+        "x-warden-prompt": "support",
+        "x-warden-prompt-label": "production",
+        "x-warden-prompt-variables": '{"company": "Acme"}',
+    }
+    raw = client(live).chat.completions.with_raw_response.create(
+        model="gpt-fake", messages=[{"role": "user", "content": "Hi"}], extra_headers=headers
+    )
+    _, body, sent = fake_upstream.requests[-1]
+    assert body["messages"][0] == {"role": "system", "content": "You answer for Acme."}
+    assert not any(name.lower().startswith("x-warden") for name in sent)  # nothing of it goes upstream
+    assert live.row_for(raw.headers["x-warden-request-id"])["prompt_version"] == 1
+    with pytest.raises(openai.BadRequestError, match="x-warden-prompt-variables"):
+        client(live).chat.completions.create(
+            model="gpt-fake",
+            messages=[],
+            extra_headers={"x-warden-prompt": "support", "x-warden-prompt-variables": "{not json"},
+        )
+    with pytest.raises(openai.BadRequestError, match="x-warden-prompt-version"):
+        client(live).chat.completions.create(
+            model="gpt-fake",
+            messages=[],
+            extra_headers={"x-warden-prompt": "support", "x-warden-prompt-version": "2b"},
+        )
+    with pytest.raises(openai.NotFoundError, match="nope"):
+        client(live).chat.completions.create(
+            model="gpt-fake", messages=[], extra_headers={"x-warden-prompt": "nope"}
+        )
