@@ -725,3 +725,104 @@ def dismissed(rates: dict[str, Any], tests: int) -> list[str]:
                 why = "too small a change to act on"
             held.append(f"{_rate_change(name, values)}): {why}")
     return held
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+# False discovery rate for the experiments page: looser than drift's, because a person reads the page
+# deliberately before promoting, where drift alarms on its own.
+EXPERIMENT_FDR = 0.05
+
+
+def welch_z(mean1: float, var1: float, n1: int, mean2: float, var2: float, n2: int) -> tuple[float, float]:
+    """Welch statistic for mean2 != mean1 and its two-sided p-value by the normal approximation."""
+    se = math.sqrt(var1 / n1 + var2 / n2)
+    if se == 0:
+        return 0.0, 1.0
+    z = (mean2 - mean1) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def experiments(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+    """Per experiment and variant in range and scope: traffic, latency, cost, errors, refusals and
+    feedback, each variant tested against the experiment's baseline with Benjamini-Hochberg control
+    over every test on the page."""
+    where, params = condition(filters, scope)
+    variants = _rows(
+        client,
+        f"""
+        SELECT experiment, variant, count() AS n,
+               quantiles(0.5, 0.95)(latency_ms) AS latency,
+               avgOrNull(cost_micro_usd) AS cost_per_request,
+               countIf(status >= 400 OR error_class != '') AS errors,
+               countIf(decision = 'block') AS refusals
+        FROM requests WHERE {where} AND experiment != ''
+        GROUP BY experiment, variant ORDER BY experiment, variant""",
+        params,
+    )
+    # The feedback table is read for this tenant only, then joined to the scoped requests: a foreign
+    # team's scores never reach a team-bound viewer.
+    scores = _rows(
+        client,
+        f"""
+        SELECT r.experiment AS experiment, r.variant AS variant, count() AS scored,
+               avg(f.score) AS mean, varSampOrNull(f.score) AS variance
+        FROM (SELECT request_id, assumeNotNull(score) AS score FROM feedback FINAL
+              WHERE tenant = {{tenant:String}} AND score IS NOT NULL) AS f
+        INNER JOIN (SELECT request_id, experiment, variant FROM requests WHERE {where} AND experiment != '') AS r
+        ON f.request_id = r.request_id
+        GROUP BY experiment, variant""",
+        params,
+    )
+    feedback = {(r["experiment"], r["variant"]): r for r in scores}
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for row in variants:
+        n = int(row["n"])
+        p50, p95 = _q(row["latency"])
+        cost = row["cost_per_request"]
+        score = feedback.get((row["experiment"], row["variant"]))
+        scored = int(score["scored"]) if score else 0
+        mean = float(score["mean"]) if score else None
+        variance = float(score["variance"]) if score and score["variance"] is not None else None
+        half = 1.96 * math.sqrt(variance / scored) if variance is not None else None
+        by_experiment.setdefault(row["experiment"], []).append(
+            {
+                "variant": row["variant"],
+                "requests": n,
+                "latency_ms": {"p50": p50, "p95": p95},
+                "cost_per_request_usd": None if cost is None else float(cost) / 1e6,
+                "errors": int(row["errors"]),
+                "error_rate": int(row["errors"]) / n,
+                "refusal_rate": int(row["refusals"]) / n,
+                "score": {
+                    "n": scored,
+                    "mean": mean,
+                    "ci95": None if half is None or mean is None else [mean - half, mean + half],
+                    "variance": variance,
+                },
+            }
+        )
+    # (experiment, variant, metric, p) for every test, so one BH pass covers the whole page.
+    tests: list[tuple[dict[str, Any], str, float]] = []
+    for rows in by_experiment.values():
+        # Variants are compared with the first by name: the dashboards cannot read the experiment
+        # store (it lives in proxy), and a stable order keeps the comparison the same on every load.
+        base = rows[0]
+        base["baseline"] = True
+        for row in rows[1:]:
+            row["baseline"] = False
+            row["vs_baseline"] = {}
+            _, p = two_proportion_z(base["errors"], base["requests"], row["errors"], row["requests"])
+            tests.append((row, "error_rate", p))
+            b, s = base["score"], row["score"]
+            if b["n"] >= 2 and s["n"] >= 2 and b["variance"] is not None and s["variance"] is not None:
+                _, p = welch_z(b["mean"], b["variance"], b["n"], s["mean"], s["variance"], s["n"])
+                tests.append((row, "mean_score", p))
+    adjusted = benjamini_hochberg([p for _, _, p in tests])
+    for (row, metric, p), q in zip(tests, adjusted, strict=True):
+        row["vs_baseline"][metric] = {"p_value": p, "q_value": q, "significant": q <= EXPERIMENT_FDR}
+    return {
+        "fdr": EXPERIMENT_FDR,
+        "tests": len(tests),
+        "experiments": [{"name": name, "variants": rows} for name, rows in by_experiment.items()],
+    }

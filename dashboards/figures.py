@@ -282,3 +282,25 @@ def _safety_figure(title: str, dimension: str, rows: list[dict[str, Any]]) -> go
 
 def _at(values: list[Any] | None, index: int) -> Any:
     return values[index] if values and len(values) > index else None
+
+
+@_escaped_labels
+def experiments(data: dict[str, Any]) -> list[go.Figure]:
+    labels = [f"{e['name']} / {v['variant']}" for e in data["experiments"] for v in e["variants"]]
+    variants = [v for e in data["experiments"] for v in e["variants"]]
+    requests = _figure("Requests per variant", "experiment / variant", "requests")
+    requests.add_bar(x=labels, y=[v["requests"] for v in variants], name="requests")
+    scored = [(label, v) for label, v in zip(labels, variants, strict=True) if v["score"]["mean"] is not None]
+    scores = _figure("Mean feedback score per variant (95% interval)", "experiment / variant", "mean score")
+    scores.add_bar(
+        x=[label for label, _ in scored],
+        y=[v["score"]["mean"] for _, v in scored],
+        error_y={
+            "type": "data",
+            "array": [
+                (v["score"]["ci95"][1] - v["score"]["mean"]) if v["score"]["ci95"] else 0 for _, v in scored
+            ],
+        },
+        name="mean score",
+    )
+    return [requests, scores]

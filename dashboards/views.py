@@ -29,13 +29,14 @@ class Requires(Protocol):
     def __call__(self, permission: Permission, *, page: bool = ...) -> Callable[[View], View]: ...
 
 
-PAGES = ("overview", "latency", "cost", "drift", "behaviour", "audit")
+PAGES = ("overview", "latency", "cost", "drift", "behaviour", "experiments", "audit")
 TITLES = {
     "overview": "Overview",
     "latency": "Latency",
     "cost": "Cost",
     "drift": "Drift",
     "behaviour": "Behaviour",
+    "experiments": "Experiments",
     "audit": "Audit",
 }
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -91,6 +92,8 @@ def _data(name: str) -> dict[str, Any]:
         return cost
     if name == "behaviour":
         return queries.behaviour(client, filters, scope)
+    if name == "experiments":
+        return queries.experiments(client, filters, scope)
     if name == "drift":
         since = request.args.get("baseline_since")
         until = request.args.get("baseline_until")

@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support import PASSWORD, WINDOW, LiveWarden
 
-FIGURES = {"overview": 2, "latency": 3, "cost": 4, "drift": 3, "behaviour": 9, "audit": 0}
+FIGURES = {"overview": 2, "latency": 3, "cost": 4, "drift": 3, "behaviour": 9, "experiments": 2, "audit": 0}
 
 
 def browser(profile: Path) -> webdriver.Chrome:

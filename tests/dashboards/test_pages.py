@@ -57,6 +57,7 @@ def test_every_page_renders_with_its_figures(seeded: LiveWarden) -> None:
         ("cost", 4),
         ("drift", 3),
         ("behaviour", 9),
+        ("experiments", 2),
         ("audit", 0),
     ):
         html = client.get(f"/dashboards/{page}", params=WINDOW)

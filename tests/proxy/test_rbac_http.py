@@ -77,7 +77,7 @@ EXPECTED = {
     ("POST", "/api/experiments/<name>/promote"): "prompts:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
-        for page in ("overview", "latency", "cost", "drift", "behaviour", "audit")
+        for page in ("overview", "latency", "cost", "drift", "behaviour", "experiments", "audit")
         for suffix in ("", ".json")
     },
     **{
