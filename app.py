@@ -266,6 +266,7 @@ def create_app(
     from dashboards.views import blueprint as dashboards_blueprint
     from proxy.compliance.transcripts import bp as transcripts_bp
     from proxy.experiments.admin_api import bp as experiments_api_bp
+    from proxy.experiments.pages import bp as experiment_pages_bp
     from proxy.gateway.feedback import bp as feedback_bp
     from proxy.gateway.policy_api import bp as policy_api_bp
     from proxy.gateway.routes import bp as proxy_bp
@@ -284,6 +285,7 @@ def create_app(
     app.register_blueprint(prompts_api_bp)
     app.register_blueprint(prompt_pages_bp)
     app.register_blueprint(experiments_api_bp)
+    app.register_blueprint(experiment_pages_bp)
     app.register_blueprint(transcripts_bp)
     app.register_blueprint(policy_api_bp)
     app.register_blueprint(feedback_bp)

@@ -154,6 +154,11 @@ def plotly_js() -> Response:
     return send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)
 
 
+def _can_promote() -> bool:
+    actor = g.get("warden_actor")
+    return actor is not None and actor.via == "session" and allows(actor, Permission.PROMPTS_MANAGE)
+
+
 def _view(name: str, as_json: bool) -> Any:
     try:
         data = _data(name)
@@ -181,6 +186,9 @@ def _view(name: str, as_json: bool) -> Any:
         message="",
         figures=_render_figures(name, data),
         args=request.args,
+        # The experiments page's promote buttons: a form needs a session and its CSRF token.
+        can_promote=_can_promote(),
+        csrf_token=g.get("warden_csrf", ""),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 

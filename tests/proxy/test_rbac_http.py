@@ -69,6 +69,7 @@ EXPECTED = {
     ("GET", "/prompts"): "prompts:read",
     ("GET", "/prompts/<name>"): "prompts:read",
     ("POST", "/prompts/<name>/label"): "prompts:manage",
+    ("POST", "/experiments/<name>/promote"): "prompts:manage",
     ("GET", "/api/experiments"): "prompts:read",
     ("POST", "/api/experiments"): "prompts:manage",
     ("GET", "/api/experiments/<name>"): "prompts:read",
