@@ -14,8 +14,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from analytics.access import Actor, Permission
 from proxy.errors import access_error
-from proxy.identity.directory import Change, IdentityError
-from proxy.identity.guard import actor_label, client_ip, requires
+from proxy.identity.api_views import change
+from proxy.identity.directory import IdentityError
+from proxy.identity.guard import requires
 
 bp = Blueprint("experiment_pages", __name__)
 
@@ -29,8 +30,8 @@ def promote(name: str) -> Any:
     try:
         if not variant:
             raise IdentityError("choose the variant to promote (form field 'variant')")
-        change = Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
-        current_app.extensions["warden"].experiments.promote(actor.tenant, name, variant, change, label)
+        experiments = current_app.extensions["warden"].experiments
+        experiments.promote(actor.tenant, name, variant, change(), label)
     except IdentityError as exc:
         return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
     return BaseResponse(status=303, headers={"location": "/dashboards/experiments"})

@@ -14,51 +14,20 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from analytics.access import AccessDenied, Actor, Permission, allows
+from analytics.access import Actor, Permission, allows
 from proxy.errors import access_error
-from proxy.identity.directory import Change, IdentityError
-from proxy.identity.guard import actor_label, client_ip, deny, requires
-from proxy.jsonbody import NotJson, parse_json
+from proxy.identity.api_views import answer_refusals, change, json_body, signed_in
+from proxy.identity.directory import IdentityError
+from proxy.identity.guard import deny, requires
 from proxy.prompts.store import PromptStore, describe
 
 bp = Blueprint("prompts_api", __name__, url_prefix="/api")
+answer_refusals(bp, {404: "not_found", 403: "approval_refused", 409: "conflict"})
 
 
 def _store() -> PromptStore:
     store: PromptStore = current_app.extensions["warden"].prompts
     return store
-
-
-def _actor() -> Actor:
-    actor: Actor = g.warden_actor
-    return actor
-
-
-@bp.errorhandler(IdentityError)
-def _identity_error(exc: IdentityError) -> Response:
-    codes = {404: "not_found", 403: "approval_refused", 409: "conflict"}
-    return access_error(exc.status, str(exc), codes.get(exc.status, "invalid"))
-
-
-@bp.errorhandler(AccessDenied)
-def _denied(exc: AccessDenied) -> Response:
-    deny(_actor(), exc.permission.value)
-    return access_error(403, str(exc), "permission_denied")
-
-
-def _body() -> dict[str, Any]:
-    try:
-        payload = parse_json(request.get_data())
-    except NotJson as exc:
-        raise IdentityError(f"send a JSON object body (this one is not JSON: {exc})") from None
-    if not isinstance(payload, dict):
-        raise IdentityError("send a JSON object body")
-    return payload
-
-
-def _change() -> Change:
-    actor = _actor()
-    return Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
 
 
 def _number(value: Any, name: str) -> int:
@@ -75,7 +44,7 @@ def _number(value: Any, name: str) -> int:
 @bp.get("/prompts")
 @requires(Permission.PROMPTS_READ)
 def list_prompts() -> Response:
-    actor = _actor()
+    actor = signed_in()
     rows = [
         {"prompt": s.name, "versions": s.versions, "labels": dict(s.labels)}
         for s in _store().summaries(actor.tenant)
@@ -86,7 +55,7 @@ def list_prompts() -> Response:
 @bp.post("/prompts/<name>/versions")
 @requires(Permission.PROMPTS_MANAGE)
 def create_version(name: str) -> Response:
-    version = _store().create_version(_actor().tenant, name, _body(), _change())
+    version = _store().create_version(signed_in().tenant, name, json_body(), change())
     response = jsonify(describe(version))
     response.status_code = 201
     return response
@@ -145,14 +114,14 @@ bp.add_url_rule("/prompts/<name>", view_func=get_prompt, methods=["GET"])
 @bp.put("/prompts/<name>/labels/<label>")
 @requires(Permission.PROMPTS_MANAGE)
 def set_label(name: str, label: str) -> Response:
-    number = _number(_body().get("version"), "field 'version'")
-    return jsonify(describe(_store().set_label(_actor().tenant, name, label, number, _change())))
+    number = _number(json_body().get("version"), "field 'version'")
+    return jsonify(describe(_store().set_label(signed_in().tenant, name, label, number, change())))
 
 
 @bp.post("/prompts/<name>/versions/<int:number>/approve")
 @requires(Permission.PROMPTS_MANAGE)
 def approve(name: str, number: int) -> Response:
-    return jsonify(describe(_store().approve(_actor().tenant, name, number, _change())))
+    return jsonify(describe(_store().approve(signed_in().tenant, name, number, change())))
 
 
 @bp.get("/prompts/<name>/diff")
@@ -161,5 +130,5 @@ def diff(name: str) -> Response:
     old = _number(request.args.get("from"), "'from'")
     new = _number(request.args.get("to"), "'to'")
     return jsonify(
-        {"prompt": name, "from": old, "to": new, "diff": _store().diff(_actor().tenant, name, old, new)}
+        {"prompt": name, "from": old, "to": new, "diff": _store().diff(signed_in().tenant, name, old, new)}
     )

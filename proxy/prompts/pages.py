@@ -13,8 +13,9 @@ from flask import Blueprint, current_app, g, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from analytics.access import Actor, Permission, allows
-from proxy.identity.directory import Change, IdentityError
-from proxy.identity.guard import actor_label, client_ip, requires
+from proxy.identity.api_views import change
+from proxy.identity.directory import IdentityError
+from proxy.identity.guard import requires
 from proxy.prompts.store import PromptStore
 
 bp = Blueprint("prompt_pages", __name__, template_folder="../templates")
@@ -80,8 +81,7 @@ def move_label(name: str) -> BaseResponse | tuple[str, int]:
     try:
         if number is None:
             raise IdentityError("choose a version number (1, 2, ...)")
-        change = Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
-        _store().set_label(actor.tenant, name, request.form.get("label", ""), number, change)
+        _store().set_label(actor.tenant, name, request.form.get("label", ""), number, change())
     except IdentityError as exc:
         try:
             return _page(name, str(exc), exc.status)

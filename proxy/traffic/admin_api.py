@@ -9,57 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
-from analytics.access import AccessDenied, Actor, Permission, require
-from proxy.errors import access_error
-from proxy.identity.directory import Change, IdentityError
-from proxy.identity.guard import actor_label, client_ip, deny, requires
-from proxy.jsonbody import NotJson, parse_json
+from analytics.access import Permission, require
+from proxy.identity.api_views import answer_refusals, change, json_body, signed_in
+from proxy.identity.directory import IdentityError
+from proxy.identity.guard import requires
 from proxy.settings import BudgetRule, LimitRule
 from proxy.traffic.report import budget_report, listing, team_of
 from proxy.traffic.rules_store import RuleStore, describe
 
 bp = Blueprint("traffic_api", __name__, url_prefix="/api")
+answer_refusals(bp, {404: "not_found"})
 
 
 def _services() -> Any:
     return current_app.extensions["warden"]
 
 
-def _actor() -> Actor:
-    actor: Actor = g.warden_actor
-    return actor
-
-
-@bp.errorhandler(IdentityError)
-def _identity_error(exc: IdentityError) -> Response:
-    return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
-
-
-@bp.errorhandler(AccessDenied)
-def _denied(exc: AccessDenied) -> Response:
-    deny(_actor(), exc.permission.value)
-    return access_error(403, str(exc), "permission_denied")
-
-
-def _body() -> dict[str, Any]:
-    try:
-        payload = parse_json(request.get_data())
-    except NotJson as exc:
-        raise IdentityError(f"send a JSON object body (this one is not JSON: {exc})") from None
-    if not isinstance(payload, dict):
-        raise IdentityError("send a JSON object body")
-    return payload
-
-
-def _change() -> Change:
-    actor = _actor()
-    return Change(actor=actor_label(actor), tenant=actor.tenant, ip=client_ip())
-
-
 def _check_manage(fields: dict[str, Any]) -> None:
-    actor = _actor()
+    actor = signed_in()
     scope, match = fields.get("scope"), fields.get("match")
     probe = LimitRule(str(scope), actor.tenant, str(match or "*"))
     team = (
@@ -73,15 +42,15 @@ def _check_manage(fields: dict[str, Any]) -> None:
 @bp.get("/limits")
 @requires(Permission.LIMITS_READ)
 def list_limits() -> Response:
-    return jsonify({"limits": [row for row, _ in listing(_services(), _actor(), LimitRule)]})
+    return jsonify({"limits": [row for row, _ in listing(_services(), signed_in(), LimitRule)]})
 
 
 @bp.put("/limits")
 @requires(Permission.LIMITS_MANAGE)
 def set_limit() -> Response:
-    fields = _body()
+    fields = json_body()
     _check_manage(fields)
-    stored = _services().traffic_rules.set_limit(_actor().tenant, fields, _change())
+    stored = _services().traffic_rules.set_limit(signed_in().tenant, fields, change())
     return jsonify(describe(stored))
 
 
@@ -95,15 +64,15 @@ def delete_limit(rule_id: str) -> Response:
 @requires(Permission.LIMITS_READ)
 def list_budgets() -> Response:
     """Each budget with, for every team (key, project) it covers, its spend in the current period."""
-    return jsonify({"budgets": budget_report(_services(), _actor())})
+    return jsonify({"budgets": budget_report(_services(), signed_in())})
 
 
 @bp.put("/budgets")
 @requires(Permission.LIMITS_MANAGE)
 def set_budget() -> Response:
-    fields = _body()
+    fields = json_body()
     _check_manage(fields)
-    stored = _services().traffic_rules.set_budget(_actor().tenant, fields, _change())
+    stored = _services().traffic_rules.set_budget(signed_in().tenant, fields, change())
     return jsonify(describe(stored))
 
 
@@ -114,7 +83,7 @@ def delete_budget(rule_id: str) -> Response:
 
 
 def _delete(rule_id: str, kind: type[LimitRule] | type[BudgetRule]) -> Response:
-    actor = _actor()
+    actor = signed_in()
     store: RuleStore = _services().traffic_rules
     if rule_id.startswith("config:"):
         raise IdentityError("rules from the config file are changed in the file", 400)
@@ -122,4 +91,4 @@ def _delete(rule_id: str, kind: type[LimitRule] | type[BudgetRule]) -> Response:
     if not isinstance(stored.rule, kind):
         raise IdentityError(f"no such {'limit' if kind is LimitRule else 'budget'} {rule_id[:64]!r}", 404)
     require(actor, Permission.LIMITS_MANAGE, team_of(_services(), stored.rule, actor.tenant))
-    return jsonify(describe(store.delete(actor.tenant, rule_id, _change())))
+    return jsonify(describe(store.delete(actor.tenant, rule_id, change())))
