@@ -32,6 +32,7 @@ from proxy.experiments.assign import Experiments
 from proxy.experiments.store import ExperimentStore
 from proxy.formats import served_at
 from proxy.gateway.forwarder import Forwarder
+from proxy.gateway.lane import ModelLane
 from proxy.gateway.router import Deployment, Router
 from proxy.identity import audit
 from proxy.identity.directory import Directory
@@ -291,6 +292,8 @@ def create_app(
     app.register_blueprint(feedback_bp)
     app.register_blueprint(dashboards_blueprint(guard.requires))
     app.register_error_handler(HTTPException, _http_error)
+    # Inside ProxyFix and the start clock, which web_headers and the line below put around it.
+    app.wsgi_app = ModelLane(app.wsgi_app, services.forwarder, settings.server.max_body_bytes)  # type: ignore[method-assign]
     web_headers.init_app(app, settings.server.trusted_proxies)
     app.register_error_handler(FilterError, _filter_error)
     app.wsgi_app = _StartClock(app.wsgi_app)  # type: ignore[method-assign]
