@@ -9,6 +9,7 @@ import time
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from proxy.experiments.assign import CACHE_S, pick
 from proxy.identity.directory import Change
@@ -64,7 +65,7 @@ def live(warden_chdb: LiveWarden) -> LiveWarden:
     return warden_chdb
 
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 SYSTEM = {"control": "You answer for Acme.", "brief": "Be brief, Acme agent."}
 
 

@@ -4,6 +4,7 @@ promoted to route its model to the winner until retired, and the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +258,11 @@ def test_a_promoted_model_experiment_routes_until_retired_and_holds_its_model(
     assert [(e.name, e.state) for e in store.routing("default")] == [("cheaper", "promoted")]
 
     in_the_way = "'cheaper' is promoted and routes model 'gpt-fake' to its winner; retire it first"
-    for refused in (
+    refusals: tuple[Callable[[], object], ...] = (
         lambda: store.create("default", "third", CHEAPER, ANA),
         lambda: store.start("default", "later", ANA),
-    ):
+    )
+    for refused in refusals:
         with pytest.raises(IdentityError, match=in_the_way) as caught:
             refused()
         assert caught.value.status == 409
