@@ -100,6 +100,14 @@ class Services:
             return []
         return budget_report(self, actor)
 
+    def experiment_states(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """Per experiment of the tenant: its control (the variant listed first, the dashboard's
+        baseline), state and winner (the experiments page)."""
+        return {
+            e.name: {"control": e.variants[0].name, "state": e.state, "winner": e.winner}
+            for e in self.experiments.experiments(tenant)
+        }
+
     def close(self) -> None:
         self.exports.close()
         self.sink.close()

@@ -743,10 +743,13 @@ def welch_z(mean1: float, var1: float, n1: int, mean2: float, var2: float, n2: i
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
-def experiments(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
+def experiments(
+    client: Any, filters: Filters, scope: Scope, controls: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Per experiment and variant in range and scope: traffic, latency, cost, errors, refusals and
     feedback, each variant tested against the experiment's baseline with Benjamini-Hochberg control
-    over every test on the page."""
+    over every test on the page. `controls` names each experiment's baseline, the variant it lists
+    first; an experiment missing there is compared with its first variant by name."""
     where, params = condition(filters, scope)
     variants = _rows(
         client,
@@ -804,10 +807,14 @@ def experiments(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
         )
     # (experiment, variant, metric, p) for every test, so one BH pass covers the whole page.
     tests: list[tuple[dict[str, Any], str, float]] = []
-    for rows in by_experiment.values():
-        # Variants are compared with the first by name: the dashboards cannot read the experiment
-        # store (it lives in proxy), and a stable order keeps the comparison the same on every load.
-        base = rows[0]
+    baselines: dict[str, str] = {}
+    for name, rows in by_experiment.items():
+        # The control may have no rows in range (or the experiment be unknown): then the first by name,
+        # a stable choice that keeps the comparison the same on every load.
+        control = (controls or {}).get(name)
+        base = next((row for row in rows if row["variant"] == control), rows[0])
+        rows.sort(key=lambda row: row is not base)  # the baseline first, the others by name
+        baselines[name] = base["variant"]
         base["baseline"] = True
         for row in rows[1:]:
             row["baseline"] = False
@@ -824,5 +831,8 @@ def experiments(client: Any, filters: Filters, scope: Scope) -> dict[str, Any]:
     return {
         "fdr": EXPERIMENT_FDR,
         "tests": len(tests),
-        "experiments": [{"name": name, "variants": rows} for name, rows in by_experiment.items()],
+        "experiments": [
+            {"name": name, "baseline": baselines[name], "variants": rows}
+            for name, rows in by_experiment.items()
+        ],
     }

@@ -68,6 +68,7 @@ class DashboardServices(Protocol):
     def clickhouse(self) -> Any: ...
     def audit_entries(self, tenant: str, limit: int) -> Sequence[AdminLogEntry]: ...
     def budget_usage(self, actor: Any) -> list[dict[str, Any]]: ...
+    def experiment_states(self, tenant: str) -> dict[str, dict[str, Any]]: ...
 
 
 def _services() -> DashboardServices:
@@ -93,7 +94,15 @@ def _data(name: str) -> dict[str, Any]:
     if name == "behaviour":
         return queries.behaviour(client, filters, scope)
     if name == "experiments":
-        return queries.experiments(client, filters, scope)
+        known = _services().experiment_states(actor.tenant)
+        data = queries.experiments(client, filters, scope, {n: e["control"] for n, e in known.items()})
+        # State and winner are the experiment store's, which `prompts:read` reads; the numbers above
+        # are only what the viewer's team scope already allows.
+        if allows(actor, Permission.PROMPTS_READ):
+            for experiment in data["experiments"]:
+                found = known.get(experiment["name"], {})
+                experiment["state"], experiment["winner"] = found.get("state"), found.get("winner")
+        return data
     if name == "drift":
         since = request.args.get("baseline_since")
         until = request.args.get("baseline_until")

@@ -1,5 +1,5 @@
-"""`warden experiments`: create, list, show, start, stop and promote traffic splits for a prompt or a
-model. The command line acts as `cli:<login name>`, as `warden prompts` does."""
+"""`warden experiments`: create, list, show, start, stop, promote and retire traffic splits for a
+prompt or a model. The command line acts as `cli:<login name>`, as `warden prompts` does."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from proxy.cli.options import config_option, read_settings
-from proxy.cli.prompts import _call, _change, tenant_option
+from proxy.cli.options import cli_change, config_option, read_settings, store_call, tenant_option
 
 
 def _store(config_path: Path | None) -> Any:
@@ -94,7 +93,7 @@ def experiments_create(
         "sticky": sticky,
         "variants": [_variant(item, kind) for item in variants],
     }
-    _show(_call(lambda: _store(config_path).create(tenant, name, fields, _change(tenant))))
+    _show(store_call(lambda: _store(config_path).create(tenant, name, fields, cli_change(tenant))))
 
 
 @experiments.command("list")
@@ -114,7 +113,7 @@ def experiments_list(config_path: Path | None, tenant: str) -> None:
 @click.argument("name")
 def experiments_show(config_path: Path | None, tenant: str, name: str) -> None:
     """One experiment as JSON."""
-    _show(_call(lambda: _store(config_path).get(tenant, name)))
+    _show(store_call(lambda: _store(config_path).get(tenant, name)))
 
 
 @experiments.command("start")
@@ -123,7 +122,7 @@ def experiments_show(config_path: Path | None, tenant: str, name: str) -> None:
 @click.argument("name")
 def experiments_start(config_path: Path | None, tenant: str, name: str) -> None:
     """Start splitting traffic (a running Warden picks it up within seconds)."""
-    _show(_call(lambda: _store(config_path).start(tenant, name, _change(tenant))))
+    _show(store_call(lambda: _store(config_path).start(tenant, name, cli_change(tenant))))
 
 
 @experiments.command("stop")
@@ -132,7 +131,7 @@ def experiments_start(config_path: Path | None, tenant: str, name: str) -> None:
 @click.argument("name")
 def experiments_stop(config_path: Path | None, tenant: str, name: str) -> None:
     """Stop splitting traffic: requests get what they ask for again."""
-    _show(_call(lambda: _store(config_path).stop(tenant, name, _change(tenant))))
+    _show(store_call(lambda: _store(config_path).stop(tenant, name, cli_change(tenant))))
 
 
 @experiments.command("promote")
@@ -144,5 +143,15 @@ def experiments_stop(config_path: Path | None, tenant: str, name: str) -> None:
     "--label", default="production", show_default=True, help="The prompt label to move (prompt experiments)."
 )
 def experiments_promote(config_path: Path | None, tenant: str, name: str, variant: str, label: str) -> None:
-    """Make VARIANT the winner and stop the experiment; a prompt variant gets --label."""
-    _show(_call(lambda: _store(config_path).promote(tenant, name, variant, _change(tenant), label)))
+    """Make VARIANT the winner and end the split: a prompt variant gets --label; a model experiment
+    routes its model to VARIANT's until `warden experiments retire`."""
+    _show(store_call(lambda: _store(config_path).promote(tenant, name, variant, cli_change(tenant), label)))
+
+
+@experiments.command("retire")
+@config_option
+@tenant_option
+@click.argument("name")
+def experiments_retire(config_path: Path | None, tenant: str, name: str) -> None:
+    """End a promoted model experiment's route: requests get the model they ask for again."""
+    _show(store_call(lambda: _store(config_path).retire(tenant, name, cli_change(tenant))))

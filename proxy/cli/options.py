@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from proxy.settings import CONFIG_ENV, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from proxy.identity.directory import Change
+
+T = TypeVar("T")
 
 
 def prepare_process() -> None:
@@ -41,3 +48,27 @@ def read_settings(config_path: Path | None, *, resolve_secrets: bool = True) -> 
         return load_settings(config_path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+tenant_option = click.option("--tenant", default="default", show_default=True, help="Tenant.")
+
+
+def cli_change(tenant: str) -> Change:
+    """Who a registry command acts as: the machine's operator, `cli:<login name>`, as `warden limits`
+    does, so the approval rule and the audit log compare and show that name like any other."""
+    import getpass
+
+    from proxy.identity.directory import Change
+
+    return Change(actor=f"cli:{getpass.getuser()}", tenant=tenant, ip="local")
+
+
+def store_call(work: Callable[[], T]) -> T:
+    """Run a store call, a refusal (404, 409, a validation error) becoming a one-line CLI error."""
+    from proxy.identity.directory import IdentityError
+    from proxy.prompts.render import RenderError
+
+    try:
+        return work()
+    except (IdentityError, RenderError) as exc:
+        raise click.ClickException(str(exc)) from None

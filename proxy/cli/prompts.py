@@ -12,9 +12,8 @@ from typing import Any
 
 import click
 
-from proxy.cli.options import config_option, read_settings
+from proxy.cli.options import cli_change, config_option, read_settings, store_call, tenant_option
 
-tenant_option = click.option("--tenant", default="default", show_default=True, help="Tenant.")
 version_option = click.option("--version", "number", type=click.IntRange(1), help="A version number.")
 label_option = click.option("--label", help="A label (production, staging, ...; 'latest': the newest).")
 
@@ -26,24 +25,6 @@ def _store(config_path: Path | None) -> Any:
     settings = read_settings(config_path, resolve_secrets=False)
     sessions = make_sessions(make_engine(settings.storage.database_url))
     return PromptStore(sessions, require_approval=settings.prompts.require_approval)
-
-
-def _change(tenant: str) -> Any:
-    import getpass
-
-    from proxy.identity.directory import Change
-
-    return Change(actor=f"cli:{getpass.getuser()}", tenant=tenant, ip="local")
-
-
-def _call(work: Any) -> Any:
-    from proxy.identity.directory import IdentityError
-    from proxy.prompts.render import RenderError
-
-    try:
-        return work()
-    except (IdentityError, RenderError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -133,7 +114,7 @@ def prompts_create(
         fields["model"] = model
     if params:
         fields["params"] = {**(fields.get("params") or {}), **_pairs(params, "--param")}
-    version = _call(lambda: _store(config_path).create_version(tenant, name, fields, _change(tenant)))
+    version = store_call(lambda: _store(config_path).create_version(tenant, name, fields, cli_change(tenant)))
     click.echo(json.dumps(describe(version)))
 
 
@@ -164,7 +145,7 @@ def prompts_show(
     """One version as JSON (default: the newest)."""
     from proxy.prompts.store import describe
 
-    version = _call(lambda: _store(config_path).get(tenant, name, label=label, number=number))
+    version = store_call(lambda: _store(config_path).get(tenant, name, label=label, number=number))
     click.echo(json.dumps(describe(version), indent=2))
 
 
@@ -176,7 +157,7 @@ def prompts_show(
 @click.argument("new", type=click.IntRange(1))
 def prompts_diff(config_path: Path | None, tenant: str, name: str, old: int, new: int) -> None:
     """A unified diff of versions OLD and NEW: template text, then variables, model and parameters."""
-    click.echo(_call(lambda: _store(config_path).diff(tenant, name, old, new)), nl=False)
+    click.echo(store_call(lambda: _store(config_path).diff(tenant, name, old, new)), nl=False)
 
 
 @prompts.command("label")
@@ -187,7 +168,7 @@ def prompts_diff(config_path: Path | None, tenant: str, name: str, old: int, new
 @click.argument("number", metavar="VERSION", type=click.IntRange(1))
 def prompts_label(config_path: Path | None, tenant: str, name: str, label: str, number: int) -> None:
     """Point LABEL of prompt NAME at VERSION (audited; some labels need an approval first)."""
-    _call(lambda: _store(config_path).set_label(tenant, name, label, number, _change(tenant)))
+    store_call(lambda: _store(config_path).set_label(tenant, name, label, number, cli_change(tenant)))
     click.echo(f"{name}: {label} -> version {number}")
 
 
@@ -198,7 +179,7 @@ def prompts_label(config_path: Path | None, tenant: str, name: str, label: str, 
 @click.argument("number", metavar="VERSION", type=click.IntRange(1))
 def prompts_approve(config_path: Path | None, tenant: str, name: str, number: int) -> None:
     """Approve VERSION of prompt NAME (audited; nobody approves a version they wrote)."""
-    _call(lambda: _store(config_path).approve(tenant, name, number, _change(tenant)))
+    store_call(lambda: _store(config_path).approve(tenant, name, number, cli_change(tenant)))
     click.echo(f"{name}: version {number} approved")
 
 
@@ -234,6 +215,6 @@ def prompts_render(
             raise click.ClickException(f"{vars_file}: expected a JSON object of variables")
         variables.update(loaded)
     variables.update(_pairs(values, "--var"))
-    version = _call(lambda: _store(config_path).get(tenant, name, label=label, number=number))
-    messages = _call(lambda: version.render(variables))
+    version = store_call(lambda: _store(config_path).get(tenant, name, label=label, number=number))
+    messages = store_call(lambda: version.render(variables))
     click.echo(json.dumps([{"role": m.role, "content": m.content} for m in messages], indent=2))

@@ -1,9 +1,9 @@
 """Experiments in the admin API: `GET /api/experiments`, `POST /api/experiments`,
-`GET /api/experiments/<name>`, `POST /api/experiments/<name>/start|stop|promote`.
+`GET /api/experiments/<name>`, `POST /api/experiments/<name>/start|stop|promote|retire`.
 
 An experiment changes what a prompt or model request gets, as moving a prompt label does, so it takes
 the same tenant-wide permissions: `prompts:read` to look, `prompts:manage` to change. A promote that
-moves a label obeys the registry's approval rule.
+moves a label obeys the registry's approval rule; `retire` ends a promoted model experiment's route.
 """
 
 from __future__ import annotations
@@ -72,3 +72,9 @@ def promote(name: str) -> Response:
     if not isinstance(label, str):
         raise IdentityError("field 'label' must be a label name")
     return jsonify(describe(_store().promote(signed_in().tenant, name, variant, change(), label)))
+
+
+@bp.post("/experiments/<name>/retire")
+@requires(Permission.PROMPTS_MANAGE)
+def retire(name: str) -> Response:
+    return jsonify(describe(_store().retire(signed_in().tenant, name, change())))

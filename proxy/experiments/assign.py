@@ -12,6 +12,11 @@ read, requests keep the last split known (or none) rather than fail.
 At most one experiment applies to a request: a prompt experiment when the request names the prompt
 (without pinning a `version`, which is how one asks for a variant on purpose), else a model experiment
 for the model the request asks for, the prompt's model included.
+
+A promoted model experiment is a route, not a split: every request for its target gets the winner's
+model, on the same cache as the splits (so a promote or a retire reaches every replica within
+`CACHE_S`). A request in a prompt experiment is rewritten too, since the operator moved the model for
+everyone, but its row keeps recording the prompt experiment, the one it takes part in.
 """
 
 from __future__ import annotations
@@ -75,9 +80,25 @@ def subject_of(experiment: ExperimentInfo, payload: Mapping[str, Any], header: H
 class _Running:
     prompts: Mapping[str, ExperimentInfo]
     models: Mapping[str, ExperimentInfo]
+    # Target model -> (promoted experiment, its winner).
+    promoted: Mapping[str, tuple[ExperimentInfo, Variant]]
 
 
-_NONE = _Running(prompts={}, models={})
+_NONE = _Running(prompts={}, models={}, promoted={})
+
+
+def _winners(listed: list[ExperimentInfo]) -> dict[str, tuple[ExperimentInfo, Variant]]:
+    found = {}
+    for experiment in listed:
+        if experiment.kind != "model" or experiment.state != "promoted":
+            continue
+        winner = next((v for v in experiment.variants if v.name == experiment.winner), None)
+        if winner is None or winner.model is None:
+            # The store never writes this; a hand-edited row must not fail every request of the tenant.
+            log.warning("promoted experiment %r has no usable winner; not routing", experiment.name)
+            continue
+        found[experiment.target] = (experiment, winner)
+    return found
 
 
 class Experiments:
@@ -101,7 +122,7 @@ class Experiments:
         if found is not None and found[0] > now:
             return found[1]
         try:
-            listed = self._store.running(tenant)
+            listed = self._store.routing(tenant)
         except SQLAlchemyError:
             # Every request of the tenant passes here, not only those naming a prompt: an unreachable
             # metadata database must not stop the traffic, so the last split known (or none) stays.
@@ -111,8 +132,9 @@ class Experiments:
                 self._cached[tenant] = (now + CACHE_S, running)
             return running
         running = _Running(
-            prompts={e.target: e for e in listed if e.kind == "prompt"},
-            models={e.target: e for e in listed if e.kind == "model"},
+            prompts={e.target: e for e in listed if e.kind == "prompt" and e.state == "running"},
+            models={e.target: e for e in listed if e.kind == "model" and e.state == "running"},
+            promoted=_winners(listed),
         )
         with self._lock:
             if len(self._cached) >= _MAX_CACHED:
@@ -143,13 +165,31 @@ class Experiments:
         return Assignment(experiment.name, variant.name)
 
     def assign_model(self, tenant: str, payload: dict[str, Any], header: Header) -> Assignment | None:
-        """Rewrite the request's `model` (in place) to a variant's model."""
+        """Rewrite the request's `model` (in place) to a variant's model, or to the winner's model of
+        a promoted experiment."""
         model = payload.get("model")
         if not isinstance(model, str):
             return None
-        experiment = self._running(tenant).models.get(model)
-        if experiment is None:
-            return None
-        variant = pick(experiment, subject_of(experiment, payload, header), self._rng)
+        running = self._running(tenant)
+        promoted = running.promoted.get(model)
+        if promoted is not None:
+            experiment, variant = promoted
+        else:
+            found = running.models.get(model)
+            if found is None:
+                return None
+            experiment, variant = found, pick(found, subject_of(found, payload, header), self._rng)
         payload["model"] = variant.model
         return Assignment(experiment.name, variant.name)
+
+    def route_promoted(self, tenant: str, payload: dict[str, Any]) -> bool:
+        """Rewrite `model` (in place) to a promoted winner's, for a request already in a prompt
+        experiment; True if it changed."""
+        model = payload.get("model")
+        if not isinstance(model, str):
+            return False
+        promoted = self._running(tenant).promoted.get(model)
+        if promoted is None or promoted[1].model == model:
+            return False
+        payload["model"] = promoted[1].model
+        return True

@@ -1,8 +1,9 @@
-"""The experiments dashboard's promote button: `POST /experiments/<name>/promote`, a form post.
+"""The experiments dashboard's buttons: `POST /experiments/<name>/promote` and
+`POST /experiments/<name>/retire`, form posts.
 
-The same store call as `POST /api/experiments/<name>/promote` (`prompts:manage`, the approval rule for a
-prompt's label, the audit log); a form carries the session's CSRF token, which the guard checks. Success
-goes back to the dashboard; a refusal answers in the JSON error shape with its reason.
+The same store calls as `POST /api/experiments/<name>/promote|retire` (`prompts:manage`, the approval
+rule for a prompt's label, the audit log); a form carries the session's CSRF token, which the guard
+checks. Success goes back to the dashboard; a refusal answers in the JSON error shape with its reason.
 """
 
 from __future__ import annotations
@@ -33,5 +34,24 @@ def promote(name: str) -> Any:
         experiments = current_app.extensions["warden"].experiments
         experiments.promote(actor.tenant, name, variant, change(), label)
     except IdentityError as exc:
-        return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
+        return _refused(exc)
+    return _back()
+
+
+@bp.post("/experiments/<name>/retire")
+@requires(Permission.PROMPTS_MANAGE)
+def retire(name: str) -> Any:
+    actor: Actor = g.warden_actor
+    try:
+        current_app.extensions["warden"].experiments.retire(actor.tenant, name, change())
+    except IdentityError as exc:
+        return _refused(exc)
+    return _back()
+
+
+def _refused(exc: IdentityError) -> Any:
+    return access_error(exc.status, str(exc), "not_found" if exc.status == 404 else "invalid")
+
+
+def _back() -> BaseResponse:
     return BaseResponse(status=303, headers={"location": "/dashboards/experiments"})

@@ -2,11 +2,18 @@
 between named variants by integer weights.
 
 Weights are percentages: positive integers that sum to exactly 100, so what an operator reads in
-`warden experiments show` is the share each variant gets. An experiment goes draft -> running ->
-stopped; only one experiment runs per prompt or model of a tenant at a time, so a request never has two
-splits to choose from. Every change commits with its audit record in one transaction. Promoting a
-prompt variant moves a label through the prompt registry, so the registry's approval rule and audit
-apply unchanged. Authorization is the caller's job, as for the directory.
+`warden experiments show` is the share each variant gets.
+
+States: draft -> running -> stopped. Promoting names a winner and ends the split:
+
+- a prompt experiment moves a label through the prompt registry (its approval rule and audit apply
+  unchanged) and is `stopped`: the label is the route from then on, so there is nothing to retire;
+- a model experiment becomes `promoted`: requests for its target are rewritten to the winner's model
+  until `retire` makes it `retired` (terminal), when requests get what they ask for again.
+
+Only one experiment per prompt or model of a tenant is `running` or `promoted` at a time, so a request
+never has two rewrites to choose from. Every change commits with its audit record in one transaction.
+Authorization is the caller's job, as for the directory.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from proxy.prompts.store import PromptStore, check_label
 
 KINDS = ("prompt", "model")
 STICKY = ("user", "request")
+# The states in which an experiment rewrites requests: a split, or a model route to the winner.
+ROUTING = ("running", "promoted")
 HEADER_PREFIX = "header:"
 TOTAL_WEIGHT = 100
 MAX_VARIANTS = 20
@@ -124,6 +133,10 @@ class ExperimentStore:
         try:
             with self._sessions.begin() as session:
                 tenant_row = get_or_create_tenant(session, tenant)
+                if kind == "model":
+                    # A draft for a model that a promoted experiment routes could never start; say so
+                    # now rather than at `start`.
+                    _refuse_if_busy(session, tenant_row.id, kind, target, None)
                 row = Experiment(
                     id=uuid.uuid4().hex,
                     tenant_id=tenant_row.id,
@@ -159,24 +172,19 @@ class ExperimentStore:
             row = self._row(session, tenant, name)
             if row.state != "draft":
                 raise IdentityError(f"experiment {name!r} is {row.state}: only a draft starts", 409)
-            busy = session.execute(
-                select(Experiment.name).where(
-                    Experiment.tenant_id == row.tenant_id,
-                    Experiment.kind == row.kind,
-                    Experiment.target == row.target,
-                    Experiment.state == "running",
-                )
-            ).scalar_one_or_none()
-            if busy is not None:
-                raise IdentityError(
-                    f"experiment {busy!r} already runs for {row.kind} {row.target!r}; stop it first", 409
-                )
+            _refuse_if_busy(session, row.tenant_id, row.kind, row.target, row.id)
             row.state, row.started_at = "running", self._clock()
             return self._record(session, tenant, row, "experiment.start", change, {"state": "draft"})
 
     def stop(self, tenant: str, name: str, change: Change) -> ExperimentInfo:
         with self._sessions.begin() as session:
             row = self._row(session, tenant, name)
+            if row.state == "promoted":
+                raise IdentityError(
+                    f"experiment {name!r} is promoted and routes {row.target!r} to its winner "
+                    f"{row.winner!r}: retire it to end that",
+                    409,
+                )
             if row.state != "running":
                 raise IdentityError(f"experiment {name!r} is {row.state}: only a running one stops", 409)
             row.state, row.stopped_at = "stopped", self._clock()
@@ -185,9 +193,10 @@ class ExperimentStore:
     def promote(
         self, tenant: str, name: str, variant_name: str, change: Change, label: str = "production"
     ) -> ExperimentInfo:
-        """Make a variant the winner and stop the experiment. For a prompt experiment `label` moves to
-        the variant's version first, through the registry (its approval rule and audit); if the
-        registry refuses, the experiment is left as it was."""
+        """Make a variant the winner and end the split. For a prompt experiment `label` moves to the
+        variant's version first, through the registry (its approval rule and audit), and the
+        experiment is stopped; if the registry refuses, the experiment is left as it was. A model
+        experiment becomes `promoted`: its target is routed to the winner's model until `retire`."""
         current = self.get(tenant, name)
         if current.state == "draft":
             raise IdentityError(f"experiment {name!r} is a draft: start it before promoting a variant", 409)
@@ -206,10 +215,36 @@ class ExperimentStore:
             before = {"state": row.state, "winner": row.winner}
             if row.winner is not None:
                 raise IdentityError(f"experiment {name!r} already promoted {row.winner!r}", 409)
+            if row.state not in ("running", "stopped"):
+                raise IdentityError(f"experiment {name!r} is {row.state}: it cannot be promoted", 409)
+            if row.kind == "model":
+                # A stopped experiment may be promoted after another started for its model: two
+                # rewrites of one model would leave a request with two answers.
+                _refuse_if_busy(session, row.tenant_id, row.kind, row.target, row.id)
             row.winner = variant.name
             if row.state == "running":
-                row.state, row.stopped_at = "stopped", self._clock()
+                row.stopped_at = self._clock()
+            row.state = "promoted" if row.kind == "model" else "stopped"
             return self._record(session, tenant, row, "experiment.promote", change, before)
+
+    def retire(self, tenant: str, name: str, change: Change) -> ExperimentInfo:
+        """End a promoted model experiment's route to its winner: requests get what they ask for
+        again. A prompt experiment's promotion moved a label, which is undone by moving it back."""
+        with self._sessions.begin() as session:
+            row = self._row(session, tenant, name)
+            if row.kind == "prompt":
+                raise IdentityError(
+                    f"experiment {name!r} splits a prompt: its promotion moved a label and routes nothing; "
+                    "move the label back (`warden prompts label`) to undo it",
+                    409,
+                )
+            if row.state != "promoted":
+                raise IdentityError(
+                    f"experiment {name!r} is {row.state}: only a promoted model experiment retires", 409
+                )
+            before = {"state": row.state, "winner": row.winner}
+            row.state = "retired"
+            return self._record(session, tenant, row, "experiment.retire", change, before)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -228,11 +263,15 @@ class ExperimentStore:
             return _info(tenant, self._row(session, tenant, name))
 
     def running(self, tenant: str) -> list[ExperimentInfo]:
+        return [e for e in self.routing(tenant) if e.state == "running"]
+
+    def routing(self, tenant: str) -> list[ExperimentInfo]:
+        """The experiments that rewrite requests: running splits and promoted model experiments."""
         with self._sessions() as session:
             rows = session.execute(
                 select(Experiment)
                 .join(Tenant, Experiment.tenant_id == Tenant.id)
-                .where(Tenant.name == tenant, Experiment.state == "running")
+                .where(Tenant.name == tenant, Experiment.state.in_(ROUTING))
             ).scalars()
             return [_info(tenant, row) for row in rows]
 
@@ -319,6 +358,27 @@ class ExperimentStore:
             return Variant(name, weight, version=version)
         self._prompts.get(tenant, target, label=check_label(label))
         return Variant(name, weight, label=label)
+
+
+def _refuse_if_busy(session: Session, tenant_id: str, kind: str, target: str, own_id: str | None) -> None:
+    """409 naming the experiment that already rewrites this prompt or model, if one does."""
+    found = session.execute(
+        select(Experiment.name, Experiment.state).where(
+            Experiment.tenant_id == tenant_id,
+            Experiment.kind == kind,
+            Experiment.target == target,
+            Experiment.state.in_(ROUTING),
+            Experiment.id != (own_id or ""),
+        )
+    ).first()
+    if found is None:
+        return
+    busy, state = found
+    if state == "running":
+        raise IdentityError(f"experiment {busy!r} already runs for {kind} {target!r}; stop it first", 409)
+    raise IdentityError(
+        f"experiment {busy!r} is promoted and routes {kind} {target!r} to its winner; retire it first", 409
+    )
 
 
 def _check_sticky(value: Any) -> str:

@@ -228,10 +228,16 @@ class Forwarder:
             # The same, named in headers by a client that cannot add a body field.
             self._use_prompt(exchange, route, prompt_options_from_headers(header), payload, header)
             raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        if self.experiments is not None and exchange.assignment is None:
+        if self.experiments is not None:
             assert exchange.principal is not None
-            exchange.assignment = self.experiments.assign_model(exchange.principal.tenant, payload, header)
-            if exchange.assignment is not None:
+            tenant = exchange.principal.tenant
+            if exchange.assignment is None:
+                exchange.assignment = self.experiments.assign_model(tenant, payload, header)
+                rewritten = exchange.assignment is not None
+            else:
+                # A promoted model is the route for everyone, prompt experiments included.
+                rewritten = self.experiments.route_promoted(tenant, payload)
+            if rewritten:
                 raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         directive = client_directive(cache_control, options)
         exchange.model = fmt.check(payload)

@@ -121,3 +121,29 @@ def test_a_team_bound_viewer_sees_only_its_teams_rows(live: LiveWarden) -> None:
         "variance": pytest.approx(0.01 * 100 / 99),
     }
     assert viewer.get("/dashboards/experiments.json", params={**WINDOW, "team": "beta"}).status_code == 403
+
+
+def test_the_baseline_is_the_control_the_experiment_lists_first(live: LiveWarden) -> None:
+    variants_ = [
+        {"name": "zeta", "weight": 50, "model": "gpt-fake"},
+        {"name": "alpha", "weight": 50, "model": "text-embed-fake"},
+    ]
+    live.services.experiments.create(
+        "default",
+        "order",
+        {"kind": "model", "target": "gpt-fake", "variants": variants_},
+        Change("cli:t", "default"),
+    )
+    add_variant(live, "order", "alpha", 100, errors=0, scores=(0.4, 0.6))
+    add_variant(live, "order", "zeta", 100, errors=10, scores=(0.4, 0.6))
+    add_variant(live, "unknown", "b", 10, errors=0, scores=(0.4, 0.6))
+    add_variant(live, "unknown", "a", 10, errors=0, scores=(0.4, 0.6))
+    data = admin(live).get("/dashboards/experiments.json", params=WINDOW).json()
+    (order,) = [e for e in data["experiments"] if e["name"] == "order"]
+    assert order["baseline"] == "zeta" and [v["variant"] for v in order["variants"]] == ["zeta", "alpha"]
+    assert order["variants"][0]["baseline"] and "vs_baseline" in order["variants"][1]
+    assert (order["state"], order["winner"]) == ("draft", None)
+    (unknown,) = [e for e in data["experiments"] if e["name"] == "unknown"]
+    assert unknown["baseline"] == "a" and unknown["state"] is None  # not in the store: first by name
+    page = admin(live).get("/dashboards/experiments", params=WINDOW).text
+    assert "<th>vs zeta</th>" in page and "State: draft" in page

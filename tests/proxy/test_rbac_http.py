@@ -70,12 +70,14 @@ EXPECTED = {
     ("GET", "/prompts/<name>"): "prompts:read",
     ("POST", "/prompts/<name>/label"): "prompts:manage",
     ("POST", "/experiments/<name>/promote"): "prompts:manage",
+    ("POST", "/experiments/<name>/retire"): "prompts:manage",
     ("GET", "/api/experiments"): "prompts:read",
     ("POST", "/api/experiments"): "prompts:manage",
     ("GET", "/api/experiments/<name>"): "prompts:read",
     ("POST", "/api/experiments/<name>/start"): "prompts:manage",
     ("POST", "/api/experiments/<name>/stop"): "prompts:manage",
     ("POST", "/api/experiments/<name>/promote"): "prompts:manage",
+    ("POST", "/api/experiments/<name>/retire"): "prompts:manage",
     **{
         ("GET", f"/dashboards/{page}{suffix}"): "dashboards:read"
         for page in ("overview", "latency", "cost", "drift", "behaviour", "experiments", "audit")

@@ -96,3 +96,44 @@ def test_create_start_promote_and_read(live: LiveWarden) -> None:
     ]
     assert ("denied", "session:analyst") in actions
     assert audit.verify(live.services.db).ok
+
+
+CHEAPER: dict[str, Any] = {
+    "name": "cheaper",
+    "kind": "model",
+    "target": "gpt-fake",
+    "sticky": "request",
+    "variants": [
+        {"name": "now", "weight": 90, "model": "gpt-fake"},
+        {"name": "mini", "weight": 10, "model": "text-embed-fake"},
+    ],
+}
+
+
+def test_promote_and_retire_a_model_experiment(live: LiveWarden) -> None:
+    with closing(person(live, "ana")) as ana, closing(person(live, "analyst")) as analyst:
+        assert ana.post("/api/experiments", json=CHEAPER).status_code == 201
+        assert ana.post("/api/experiments/cheaper/start").status_code == 200
+        early = ana.post("/api/experiments/cheaper/retire")
+        assert early.status_code == 409
+        assert early.json()["error"]["message"].endswith("only a promoted model experiment retires")
+        promoted = ana.post("/api/experiments/cheaper/promote", json={"variant": "mini"})
+        assert (promoted.json()["state"], promoted.json()["winner"]) == ("promoted", "mini")
+        blocked = ana.post("/api/experiments", json={**CHEAPER, "name": "next"})
+        assert blocked.status_code == 409 and "'cheaper' is promoted" in blocked.json()["error"]["message"]
+        assert ana.post("/api/experiments/cheaper/stop").status_code == 409
+        assert analyst.post("/api/experiments/cheaper/retire").status_code == 403
+        assert ana.post("/api/experiments/nope/retire").status_code == 404
+        retired = ana.post("/api/experiments/cheaper/retire")
+        assert retired.status_code == 200 and retired.json()["state"] == "retired"
+        assert ana.post("/api/experiments/cheaper/retire").status_code == 409
+        assert ana.post("/api/experiments", json={**CHEAPER, "name": "next"}).status_code == 201
+    actions = [e.action for e in reversed(audit.entries(live.services.db, tenant="default"))]
+    assert [a for a in actions if a.startswith("experiment.")] == [
+        "experiment.create",
+        "experiment.start",
+        "experiment.promote",
+        "experiment.retire",
+        "experiment.create",
+    ]
+    assert audit.verify(live.services.db).ok

@@ -90,7 +90,7 @@ class FlakyStore:
     def __init__(self, listed: list[ExperimentInfo]) -> None:
         self.listed, self.reads, self.down = listed, 0, False
 
-    def running(self, tenant: str) -> list[ExperimentInfo]:
+    def routing(self, tenant: str) -> list[ExperimentInfo]:
         self.reads += 1
         if self.down:
             raise OperationalError("SELECT", {}, Exception("database is gone"))

@@ -1,4 +1,4 @@
-"""`warden experiments`: create from --variant options, list, show, start, stop and promote."""
+"""`warden experiments`: create from --variant options, list, show, start, stop, promote and retire."""
 
 from __future__ import annotations
 
@@ -80,6 +80,14 @@ def test_the_whole_cycle(config: Path) -> None:
     assert json.loads(run(config, "show", "brevity"))["state"] == "stopped"
     url = f"sqlite:///{config.parent / 'w.db'}"
     assert PromptStore(make_sessions(make_engine(url))).get("default", "support", label="staging").number == 2
+    assert json.loads(run(config, "start", "cheaper"))["state"] == "running"
+    assert json.loads(run(config, "promote", "cheaper", "mini"))["state"] == "promoted"
+    assert "cheaper  promoted  model:big  now=90 mini=10  winner=mini" in run(config, "list")
+    assert json.loads(run(config, "retire", "cheaper"))["state"] == "retired"
+    result = CliRunner().invoke(cli, ["experiments", "retire", "--config", str(config), "brevity"])
+    assert result.exit_code == 1 and "move the label back" in result.output
+    entries = audit.entries(make_sessions(make_engine(url)), tenant="default")
+    assert (entries[0].action, entries[0].actor) == ("experiment.retire", "cli:ana")
     assert audit.verify(make_sessions(make_engine(url))).ok
 
 

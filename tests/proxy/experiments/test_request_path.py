@@ -1,15 +1,17 @@
 """A running experiment on a live Warden, called with the official openai SDK: the variant's prompt
 version is rendered or its model is routed, a user keeps their variant, and the row records both the
-experiment and the variant."""
+experiment and the variant; a promoted model experiment routes its model to the winner until retired."""
 
 from __future__ import annotations
 
 import random
+import time
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from proxy.experiments.assign import pick
+from proxy.experiments.assign import CACHE_S, pick
 from proxy.identity.directory import Change
 from proxy.upstreams.fake import FakeUpstream
 from tests.support import LiveWarden
@@ -63,6 +65,7 @@ def live(warden_chdb: LiveWarden) -> LiveWarden:
     return warden_chdb
 
 
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 SYSTEM = {"control": "You answer for Acme.", "brief": "Be brief, Acme agent."}
 
 
@@ -114,3 +117,64 @@ def test_a_model_variant_is_routed_and_recorded(live: LiveWarden, fake_upstream:
     row = live.row_for(raw.headers["x-warden-request-id"])
     assert (row["experiment"], row["variant"]) == ("tools", "other")
     assert body["model"] == row["model"] == "gpt-fake"
+
+
+def wait_for_model(sdk: openai.OpenAI, upstream: FakeUpstream, model: str, expected: str, user: str) -> str:
+    """Ask for `model` as `user` until the upstream receives `expected`: a promote or a retire reaches
+    a worker when its experiments cache next refreshes (`CACHE_S`). Returns the last request id."""
+    deadline = time.monotonic() + CACHE_S + 3
+    while True:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model=model, messages=HI, extra_headers={"x-end-user": user}
+        )
+        if upstream.requests[-1][1]["model"] == expected:
+            return raw.headers["x-warden-request-id"]
+        assert time.monotonic() < deadline, f"still not routed to {expected} after {CACHE_S + 3} s"
+        time.sleep(0.2)
+
+
+def test_a_promoted_model_routes_every_request_to_the_winner_until_retired(
+    live: LiveWarden, fake_upstream: FakeUpstream
+) -> None:
+    sdk = client(live)
+    experiments = live.services.experiments
+    tools = experiments.get("default", "tools")
+    # A user the split sends to `same`: after the promotion they get the winner all the same.
+    user = next(
+        u for u in (f"customer-{n}" for n in range(1000)) if pick(tools, u, random.Random()).name == "same"
+    )
+    sdk.chat.completions.create(model="text-embed-fake", messages=HI, extra_headers={"x-end-user": user})
+    experiments.promote("default", "tools", "other", ANA)
+    wait_for_model(sdk, fake_upstream, "text-embed-fake", "gpt-fake", user)
+    for headers in ({"x-end-user": user}, {}):
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="text-embed-fake", messages=HI, extra_headers=headers
+        )
+        _, body, _ = fake_upstream.requests[-1]
+        row = live.row_for(raw.headers["x-warden-request-id"])
+        assert body["model"] == row["model"] == "gpt-fake"
+        assert (row["experiment"], row["variant"]) == ("tools", "other")  # still counted on the dashboard
+
+    # A request in the prompt experiment gets the promoted model too; its row records the prompt's.
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="text-embed-fake", messages=HI, user="u-1", extra_body={"warden": ASK}
+    )
+    row = live.row_for(raw.headers["x-warden-request-id"])
+    assert fake_upstream.requests[-1][1]["model"] == row["model"] == "gpt-fake"
+    assert row["experiment"] == "brevity"
+
+    # A key not allowed the winner's model is refused it, as any other model.
+    narrow = openai.OpenAI(
+        base_url=live.base_url,
+        api_key=live.create_key(team="alpha", models=["text-embed-fake"]),
+        max_retries=0,
+    )
+    with pytest.raises(openai.PermissionDeniedError):
+        narrow.chat.completions.create(model="text-embed-fake", messages=HI)
+
+    experiments.retire("default", "tools", ANA)
+    request_id = wait_for_model(sdk, fake_upstream, "text-embed-fake", "text-embed-fake", user)
+    row = live.row_for(request_id)
+    assert (row["model"], row["experiment"], row["variant"]) == ("text-embed-fake", "", "")
+    assert narrow.chat.completions.create(model="text-embed-fake", messages=HI).model
+    narrow.close()

@@ -1,8 +1,10 @@
 """Experiments on SQLite and PostgreSQL: validation at creation, draft -> running -> stopped, one running
-experiment per prompt or model, promotion through the registry's approval rule, and the audit trail."""
+experiment per prompt or model, promotion through the registry's approval rule, a model experiment
+promoted to route its model to the winner until retired, and the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,5 +231,89 @@ def test_promoting_a_model_variant_records_the_winner(store: ExperimentStore, pr
     with pytest.raises(IdentityError, match="has no variant 'old'"):
         store.promote("default", "cheaper", "old", BOB)
     promoted = store.promote("default", "cheaper", "new", BOB)  # a stopped experiment may be promoted
-    assert (promoted.state, promoted.winner) == ("stopped", "new")
+    assert (promoted.state, promoted.winner) == ("promoted", "new")
     assert prompts.get("default", "support", label="production").number == 1  # no label moved
+    assert [e.name for e in store.routing("default")] == ["cheaper"] and store.running("default") == []
+
+
+CHEAPER = split(
+    {"name": "now", "weight": 90, "model": "gpt-fake"},
+    {"name": "new", "weight": 10, "model": "gpt-other"},
+)
+
+
+def test_a_promoted_model_experiment_routes_until_retired_and_holds_its_model(
+    db: sessionmaker[Session], store: ExperimentStore
+) -> None:
+    store.create("default", "cheaper", CHEAPER, ANA)
+    store.create("default", "later", CHEAPER, ANA)  # drafted while nothing routes gpt-fake
+    store.start("default", "cheaper", ANA)
+    with pytest.raises(IdentityError, match="'cheaper' already runs for model 'gpt-fake'; stop it first"):
+        store.create("default", "third", CHEAPER, ANA)
+    with pytest.raises(IdentityError, match="only a promoted model experiment retires") as caught:
+        store.retire("default", "cheaper", BOB)
+    assert caught.value.status == 409
+    promoted = store.promote("default", "cheaper", "new", BOB)  # straight from running
+    assert (promoted.state, promoted.winner) == ("promoted", "new") and promoted.stopped_at is not None
+    assert [(e.name, e.state) for e in store.routing("default")] == [("cheaper", "promoted")]
+
+    in_the_way = "'cheaper' is promoted and routes model 'gpt-fake' to its winner; retire it first"
+    refusals: tuple[Callable[[], object], ...] = (
+        lambda: store.create("default", "third", CHEAPER, ANA),
+        lambda: store.start("default", "later", ANA),
+    )
+    for refused in refusals:
+        with pytest.raises(IdentityError, match=in_the_way) as caught:
+            refused()
+        assert caught.value.status == 409
+    with pytest.raises(IdentityError, match="routes 'gpt-fake' to its winner 'new': retire it"):
+        store.stop("default", "cheaper", BOB)
+    with pytest.raises(IdentityError, match="already promoted 'new'"):
+        store.promote("default", "cheaper", "now", BOB)
+
+    retired = store.retire("default", "cheaper", BOB)
+    assert (retired.state, retired.winner) == ("retired", "new") and store.routing("default") == []
+    with pytest.raises(IdentityError, match="'cheaper' is retired: only a promoted model experiment retires"):
+        store.retire("default", "cheaper", BOB)
+    with pytest.raises(IdentityError, match="already promoted 'new'"):
+        store.promote("default", "cheaper", "new", BOB)  # retired is the end
+    assert store.start("default", "later", ANA).state == "running"  # the model is free again
+
+    entries = audit.entries(db, tenant="default")
+    promote = next(e for e in entries if e.action == "experiment.promote")
+    retire = next(e for e in entries if e.action == "experiment.retire")
+    assert (promote.before, promote.after) == (
+        {"state": "running", "winner": None},
+        {"state": "promoted", "winner": "new"},
+    )
+    assert (retire.target, retire.actor) == ("experiment:cheaper", "session:bob")
+    assert (retire.before, retire.after) == (
+        {"state": "promoted", "winner": "new"},
+        {"state": "retired", "winner": "new"},
+    )
+    assert audit.verify(db).ok
+
+
+def test_a_stopped_model_experiment_is_not_promoted_over_another_that_routes(store: ExperimentStore) -> None:
+    store.create("default", "first", CHEAPER, ANA)
+    store.start("default", "first", ANA)
+    store.stop("default", "first", ANA)
+    store.create("default", "second", CHEAPER, ANA)
+    store.start("default", "second", ANA)
+    with pytest.raises(IdentityError, match="'second' already runs for model 'gpt-fake'") as caught:
+        store.promote("default", "first", "new", BOB)
+    assert caught.value.status == 409
+    assert store.get("default", "first").state == "stopped"
+
+
+def test_retiring_a_prompt_experiment_is_refused(store: ExperimentStore, prompts: PromptStore) -> None:
+    store.create("default", "brevity", PROMPT_SPLIT, ANA)
+    store.start("default", "brevity", ANA)
+    prompts.approve("default", "support", 2, BOB)
+    assert store.promote("default", "brevity", "brief", BOB).state == "stopped"  # the label is the route
+    with pytest.raises(IdentityError, match="move the label back") as caught:
+        store.retire("default", "brevity", BOB)
+    assert caught.value.status == 409
+    assert prompts.get("default", "support", label="production").number == 2
+    with pytest.raises(IdentityError, match="no experiment 'nope'"):
+        store.retire("default", "nope", BOB)
