@@ -3,7 +3,9 @@ and the per-process cache of current keys is bounded."""
 
 from __future__ import annotations
 
+import random
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,3 +91,15 @@ def test_a_lost_creation_race_costs_one_unit_of_quota(
     for i in range(3):
         keyring.seal("default", f"racer{i}", uuid.uuid4(), now, {"n": i}, caller="key-race")
     assert subject_keys(live) == 3, "three subjects fit a quota of three, races or not"
+
+
+@pytest.mark.parametrize("size", [0, 1, 200, 511, 512, 4_000, 70_000, 1_000_000])
+def test_deflate_is_read_by_plain_zlib_and_still_compresses(size: int) -> None:
+    # Sealed values written before the window was sized to the data, and after, open the same way.
+    words = [b"hello", b"world", b"transcript", b"assistant", b"{", b'"role":', b"user"]
+    rng = random.Random(size)
+    data = b" ".join(rng.choice(words) for _ in range(size))[:size]
+    packed = crypto.deflate(data)
+    assert zlib.decompress(packed) == data
+    if size >= 4_000:
+        assert len(packed) < len(data) / 3
