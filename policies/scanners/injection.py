@@ -252,12 +252,6 @@ class _Rule:
         starts = literal_prefixes(pattern)
         self.starts = frozenset(starts) if starts is not None else None
 
-    def matches(self, text: str, present: frozenset[str]) -> bool:
-        """`present`: which of every rule's start words `text` contains, found once for all rules."""
-        if self.starts is not None and self.starts.isdisjoint(present):
-            return False
-        return self.pattern.search(text) is not None
-
 
 class InjectionScanner:
     level = "text"
@@ -273,6 +267,18 @@ class InjectionScanner:
         self._starts = frozenset(
             word for rules in self._patterns.values() for rule in rules for word in rule.starts or ()
         )
+        # Which rules each start word can begin, so a reading tries only the rules whose words it holds:
+        # benign text holds few, and looping over every rule cost more than the matching (issue 16).
+        self._by_start: dict[str, list[tuple[str, int]]] = {}
+        self._always: set[tuple[str, int]] = set()
+        keys = [(family, i) for family, rules in self._patterns.items() for i in range(len(rules))]
+        self._rank = {key: n for n, key in enumerate(keys)}
+        for family, rules in self._patterns.items():
+            for i, rule in enumerate(rules):
+                if rule.starts is None:
+                    self._always.add((family, i))
+                for word in rule.starts or ():
+                    self._by_start.setdefault(word, []).append((family, i))
         self._model = model
         self._model_label = model_label
 
@@ -296,14 +302,17 @@ class InjectionScanner:
         # A pattern counts once, on the first reading it matches (the folded text comes first).
         matched: set[tuple[str, int]] = set()
         for view in views(text):
-            present = frozenset(filter(view.text.__contains__, self._starts))
-            for family, rules in self._patterns.items():
-                for i, rule in enumerate(rules):
-                    if (family, i) in matched or not rule.matches(view.text, present):
-                        continue
-                    matched.add((family, i))
-                    misses[family] *= 1.0 - rule.weight
-                    disguised[family] = disguised[family] or bool(view.how)
+            candidates = set(self._always)
+            for word in filter(view.text.__contains__, self._starts):
+                candidates.update(self._by_start[word])
+            # In the rules' own order: the product of misses, in floating point, depends on it.
+            for family, i in sorted(candidates - matched, key=self._rank.__getitem__):
+                rule = self._patterns[family][i]
+                if rule.pattern.search(view.text) is None:
+                    continue
+                matched.add((family, i))
+                misses[family] *= 1.0 - rule.weight
+                disguised[family] = disguised[family] or bool(view.how)
         return {
             family: min(1.0, 1.0 - miss + (DISGUISE_BONUS if disguised[family] and miss < 1.0 else 0.0))
             for family, miss in misses.items()
