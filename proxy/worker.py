@@ -43,10 +43,12 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from functools import partial
 from typing import Any
 
 from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # Request line and headers, at most. nginx's default buffers hold 33 KiB and gunicorn's own per-line
@@ -215,6 +217,9 @@ class WardenWorker(ThreadWorker):
 
     def init_process(self) -> None:
         _raise_descriptor_limit(self.cfg.worker_connections + _SPARE_DESCRIPTORS, self.log)
+        # gthread builds each response with `wsgi.create`, which takes the module's class: this
+        # process serves only through this worker, so replacing it here changes nothing else.
+        wsgi.Response = LeanResponse
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
@@ -344,6 +349,88 @@ class WardenWorker(ThreadWorker):
             self.drop(conn, _TIMEOUT_REPLY)
         for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
             self.end_linger(conn)
+
+
+class LeanResponse(wsgi.Response):
+    """gunicorn's response, writing the head together with the first body bytes, in one `sendall`, and
+    formatting the Date header once a second.
+
+    gunicorn sends the head, then each body chunk: two writes for every JSON answer, and two segments
+    for the client to wait for. Its Date comes from `email.utils.formatdate` on every response. Together
+    about 4% of a worker's CPU per proxied request (issue 16).
+    """
+
+    headers_sent: bool
+    _head = b""
+    _coalescing = False
+
+    def default_headers(self) -> list[str]:
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        version = self.req.version
+        headers = [
+            f"HTTP/{version[0]}.{version[1]} {self.status}\r\n",
+            f"Server: {self.version}\r\n",
+            f"Date: {http_date()}\r\n",
+            f"Connection: {connection}\r\n",
+        ]
+        if self.chunked:
+            headers.append("Transfer-Encoding: chunked\r\n")
+        return headers
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        lines.append("\r\n")
+        head = "".join(lines).encode("latin-1")
+        self.headers_sent = True
+        if self._coalescing:
+            self._head = head
+        else:
+            util.write(self.sock, head)
+
+    def write(self, arg: bytes) -> None:
+        # Only where gunicorn's write surely reaches `_emit_body` with these bytes; else as gunicorn does.
+        self._coalescing = (
+            not self.headers_sent
+            and bool(arg)
+            and not self._omits_body
+            and (self.response_length is None or self.response_length > 0)
+        )
+        try:
+            super().write(arg)
+        finally:
+            self._coalescing = False
+            if self._head:  # not reached `_emit_body`: the head still goes out, alone
+                head, self._head = self._head, b""
+                util.write(self.sock, head)
+
+    def _emit_body(self, data: bytes) -> None:
+        if not self._head:
+            super()._emit_body(data)
+            return
+        head, self._head = self._head, b""
+        if self.chunked:
+            data = b"%X\r\n%s\r\n" % (len(data), data)
+        self.sock.sendall(head + data)
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The current time as an HTTP Date header value, formatted at most once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))
+    return _date[1]
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:
