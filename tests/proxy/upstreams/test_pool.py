@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from proxy.upstreams.fake import FakeUpstream
-from proxy.upstreams.pool import HttpPool, PoolError
+from proxy.upstreams.pool import HttpPool, PoolError, request_head
 
 BODY = b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]}'
 JSON = {"content-type": "application/json"}
@@ -171,3 +171,40 @@ def test_a_header_http_cannot_carry_is_a_failure_that_does_not_quote_it(fake_ups
         assert pool.request("POST", "chat/completions", BODY, JSON).read()  # the slot came back
     finally:
         pool.close()
+
+
+def test_the_request_head_is_what_http_client_sends() -> None:
+    head = request_head(
+        "POST", "/v1/chat/completions", "api.example", {"content-type": "application/json"}, 12
+    )
+    assert head == (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.example\r\nAccept-Encoding: identity\r\n"
+        b"Content-Length: 12\r\ncontent-type: application/json\r\n\r\n"
+    )
+    # A caller's own Host, Accept-Encoding and length win; a folded value (obsolete but legal) passes.
+    given = {"Host": "h", "accept-encoding": "gzip", "Content-Length": "3", "x-long": "a\tb"}
+    assert request_head("GET", "/", "api.example", given, 3).count(b"Host:") == 1
+    assert b"Content-Length: 3\r\n" in request_head("GET", "/", "api.example", given, 3)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-api-key": "sk-1\r\nx-evil: 1"},
+        {"x-api-key": "sk-1\nx-evil: 1"},
+        {"x-api-key": "sk-1\x00"},
+        {"x-api-key": "ключ"},
+        {"bad name": "v"},
+        {"": "v"},
+        {"x:y": "v"},
+    ],
+)
+def test_a_request_head_refuses_what_would_inject_or_cannot_travel(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        request_head("POST", "/", "h", headers, 0)
+
+
+def test_thehost_header_names_the_port_unless_it_is_the_schemes() -> None:
+    assert pool_for("http://127.0.0.1:80/v1").host_header == "127.0.0.1"
+    assert pool_for("https://api.example/v1").host_header == "api.example"
+    assert pool_for("http://[::1]:8080/v1").host_header == "[::1]:8080"
