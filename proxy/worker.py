@@ -171,10 +171,14 @@ class WardenWorker(ThreadWorker):
     def next_arrived(self, conn: _Connection) -> bool:
         """Whether a whole request is now in `conn`'s parser; otherwise what was read stays there for the
         loop (`finish_request` parks a connection that holds bytes)."""
+        if self.tpool._work_queue.qsize():
+            # Requests queued for a thread come first. Looking would cost a poll that rarely finds
+            # anything: this client is only now reading its answer (a pipelined request is already in
+            # the parser's buffer, and the loop serves it).
+            return False
         unreader = conn.parser.unreader
         arrival = Arrival(deadline=0.0, data=bytearray(unreader.take_buffered()))
-        # Requests queued for a thread come first: then only look, never wait.
-        wait = 0.0 if self.tpool._work_queue.qsize() else _HOT_WAIT_S
+        wait = _HOT_WAIT_S
         state = None
         try:
             while (state := self.arrived(arrival)) is None:

@@ -268,3 +268,48 @@ def test_clients_that_never_close_do_not_stall_the_loop(served: Served) -> None:
     finally:
         for sock in idle:
             sock.close()
+
+
+def _keepalive_request(served: Served, text: str) -> bytes:
+    head, body = _chat_request(served, text)
+    return head.replace(b"Connection: close\r\n", b"") + body
+
+
+def _read_one(sock: socket.socket, pending: bytearray) -> str:
+    """One kept-alive reply's answer text; bytes past it stay in `pending`."""
+    sock.settimeout(10)
+    while b"\r\n\r\n" not in pending:
+        pending += sock.recv(65536)
+    head, _, _ = bytes(pending).partition(b"\r\n\r\n")
+    length = int(
+        next(
+            v
+            for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+    )
+    end = len(head) + 4 + length
+    while len(pending) < end:
+        pending += sock.recv(65536)
+    body = bytes(pending[len(head) + 4 : end])
+    del pending[:end]
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: keep-alive" in head
+    return str(json.loads(body)["choices"][0]["message"]["content"])
+
+
+def test_a_kept_alive_connection_is_served_at_once_in_pieces_and_pipelined(served: Served) -> None:
+    # The thread that answered waits briefly for the next request itself (issue 16): a request sent at
+    # once, one that arrives in pieces after that wait, and two sent together are each answered.
+    pending = bytearray()
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        sock.sendall(_keepalive_request(served, "first"))
+        assert _read_one(sock, pending) == "first"
+        sock.sendall(_keepalive_request(served, "at once"))
+        assert _read_one(sock, pending) == "at once"
+        later = _keepalive_request(served, "in pieces")
+        for start in range(0, len(later), 60):
+            sock.sendall(later[start : start + 60])
+            time.sleep(0.02)
+        assert _read_one(sock, pending) == "in pieces"
+        sock.sendall(_keepalive_request(served, "one") + _keepalive_request(served, "two"))
+        assert [_read_one(sock, pending), _read_one(sock, pending)] == ["one", "two"]
