@@ -180,6 +180,11 @@ def _parse(raw: bytes, default_source: str) -> tuple[uuid.UUID, float | None, st
     source = body.get("source", default_source)
     if source not in feedback.SOURCES:
         raise bad_request(f"'source' must be one of {', '.join(feedback.SOURCES)}", "source")
+    if source == "reviewer" and default_source != "reviewer":
+        # A reviewer is a person the dashboards count apart; an application cannot speak for one.
+        raise bad_request(
+            "'source' reviewer is for people signed in; an API key sends end_user or evaluator", "source"
+        )
     return request_id, None if score is None else float(score), label, comment, str(source)
 
 

@@ -113,6 +113,7 @@ def test_foreign_and_unknown_requests_answer_the_same_404(warden: LiveWarden) ->
         ({"request_id": "{id}", "label": "not safe <b>"}, "label"),
         ({"request_id": "{id}", "label": "x" * 65}, "label"),
         ({"request_id": "{id}", "score": 1, "source": "ceo"}, "source"),
+        ({"request_id": "{id}", "score": 1, "source": "reviewer"}, "source"),  # an API key is no person
         ({"request_id": "{id}", "score": 1, "comment": 5}, "comment"),
         ({"request_id": "{id}", "score": 1, "rating": 5}, "rating"),
     ],
