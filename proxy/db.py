@@ -15,12 +15,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -161,11 +163,27 @@ class PromptApproval(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# The states in which an experiment rewrites requests (a split, or a model routed to its winner).
+ROUTING_STATES = "state IN ('running', 'promoted')"
+
+
 class Experiment(Base):
     """A traffic split of one tenant for a prompt or a model between weighted variants."""
 
     __tablename__ = "experiments"
-    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_experiments_tenant_name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_experiments_tenant_name"),
+        # One experiment rewrites a prompt's or model's requests at a time, even when two start at once.
+        Index(
+            "uq_experiments_routing_target",
+            "tenant_id",
+            "kind",
+            "target",
+            unique=True,
+            sqlite_where=text(ROUTING_STATES),
+            postgresql_where=text(ROUTING_STATES),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -175,7 +193,7 @@ class Experiment(Base):
     # [{"name", "weight", "version" | "label" | "model"}, ...], in the order they were given.
     variants: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     sticky: Mapped[str] = mapped_column(String(160))  # user | request | header:<name>
-    state: Mapped[str] = mapped_column(String(16))  # draft | running | stopped
+    state: Mapped[str] = mapped_column(String(16))  # draft | running | stopped | promoted | retired
     winner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

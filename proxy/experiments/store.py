@@ -168,13 +168,16 @@ class ExperimentStore:
 
     def start(self, tenant: str, name: str, change: Change) -> ExperimentInfo:
         """Run a draft; refused while another experiment runs for the same prompt or model."""
-        with self._sessions.begin() as session:
-            row = self._row(session, tenant, name)
-            if row.state != "draft":
-                raise IdentityError(f"experiment {name!r} is {row.state}: only a draft starts", 409)
-            _refuse_if_busy(session, row.tenant_id, row.kind, row.target, row.id)
-            row.state, row.started_at = "running", self._clock()
-            return self._record(session, tenant, row, "experiment.start", change, {"state": "draft"})
+        try:
+            with self._sessions.begin() as session:
+                row = self._row(session, tenant, name)
+                if row.state != "draft":
+                    raise IdentityError(f"experiment {name!r} is {row.state}: only a draft starts", 409)
+                _refuse_if_busy(session, row.tenant_id, row.kind, row.target, row.id)
+                row.state, row.started_at = "running", self._clock()
+                return self._record(session, tenant, row, "experiment.start", change, {"state": "draft"})
+        except IntegrityError:
+            raise _raced(name) from None
 
     def stop(self, tenant: str, name: str, change: Change) -> ExperimentInfo:
         with self._sessions.begin() as session:
@@ -210,6 +213,12 @@ class ExperimentStore:
                 assert variant.label is not None
                 number = self._prompts.get(tenant, current.target, label=variant.label).number
             self._prompts.set_label(tenant, current.target, label, number, change)
+        try:
+            return self._promote(tenant, name, variant, change)
+        except IntegrityError:
+            raise _raced(name) from None
+
+    def _promote(self, tenant: str, name: str, variant: Variant, change: Change) -> ExperimentInfo:
         with self._sessions.begin() as session:
             row = self._row(session, tenant, name)
             before = {"state": row.state, "winner": row.winner}
@@ -378,6 +387,16 @@ def _refuse_if_busy(session: Session, tenant_id: str, kind: str, target: str, ow
         raise IdentityError(f"experiment {busy!r} already runs for {kind} {target!r}; stop it first", 409)
     raise IdentityError(
         f"experiment {busy!r} is promoted and routes {kind} {target!r} to its winner; retire it first", 409
+    )
+
+
+def _raced(name: str) -> IdentityError:
+    # `_refuse_if_busy` names the experiment in the way; this is the database's word when another
+    # one got there between that check and the commit (uq_experiments_routing_target).
+    return IdentityError(
+        f"experiment {name!r} cannot run: another experiment for its prompt or model started or was "
+        "promoted at the same moment",
+        409,
     )
 
 

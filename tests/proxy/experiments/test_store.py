@@ -94,6 +94,23 @@ def test_one_running_experiment_per_target(store: ExperimentStore) -> None:
         store.create("default", "one", PROMPT_SPLIT, ANA)
 
 
+def test_the_database_holds_one_running_experiment_per_target_when_checks_race(
+    store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two starts at the same moment both pass the check before either commits: the check is skipped
+    # here to stand for that, and the partial unique index (migration 0009) still refuses the second.
+    store.create("default", "one", PROMPT_SPLIT, ANA)
+    store.create("default", "two", PROMPT_SPLIT, ANA)
+    monkeypatch.setattr("proxy.experiments.store._refuse_if_busy", lambda *args: None)
+    store.start("default", "one", ANA)
+    with pytest.raises(IdentityError, match="at the same moment") as raced:
+        store.start("default", "two", ANA)
+    assert raced.value.status == 409
+    assert store.get("default", "two").state == "draft"  # rolled back, and no audit record
+    store.stop("default", "one", ANA)
+    store.start("default", "two", ANA)  # once the first stops, the second may run
+
+
 def split(*variants: dict[str, Any], kind: str = "model", target: str = "gpt-fake") -> dict[str, Any]:
     return {"kind": kind, "target": target, "variants": list(variants)}
 
