@@ -240,7 +240,8 @@ def load_policies(settings: Settings) -> PolicyStore:
     """The policy files with their models loaded (once per process, before the first request)."""
     p = settings.policies
     runtime = Runtime(
-        ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device, p.injection_model)
+        ModelPaths(p.pii_spacy_model, p.toxicity_model, p.toxicity_config, p.device, p.injection_model),
+        clean_memo=p.clean_text_memo,
     )
     try:
         return PolicyStore(p.files, runtime, p.reload_interval_s)

@@ -112,12 +112,17 @@ async def run_load(
     deadline = time.perf_counter() + seconds
     sent = 0
 
+    base = body
+
     async def worker() -> None:
         nonlocal sent
+        body = base
         conn = await Connection.open(port, path, key)
         try:
             while time.perf_counter() < deadline and sent < max_requests:
                 sent += 1
+                if UNIQUE_PROMPTS:
+                    body = base.replace(PROMPT_BYTES, PROMPT_BYTES + b" #%d" % sent, 1)
                 status, latency, ttft, overhead = await conn.request(body)
                 if status != 200:
                     sample.errors += 1
@@ -156,6 +161,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 PROMPT = "Say something short."
+PROMPT_BYTES = PROMPT.encode()
+UNIQUE_PROMPTS = False  # --unique-prompts
 # client API -> (path, model answered natively, request without model)
 API_REQUESTS: dict[str, tuple[str, str, dict[str, object]]] = {
     "chat": ("/v1/chat/completions", "gpt-fake", {"messages": [{"role": "user", "content": PROMPT}]}),
@@ -602,7 +609,15 @@ def main() -> None:
         help="venv holding LiteLLM's proxy; created and installed into when it has no litellm",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --compare-litellm")
+    parser.add_argument(
+        "--unique-prompts",
+        action="store_true",
+        help="number every request's prompt, so no text repeats: Warden scans each one (by default the "
+        "same prompt repeats and, being clean, is scanned once; see policies.clean_text_memo)",
+    )
     args = parser.parse_args()
+    global UNIQUE_PROMPTS
+    UNIQUE_PROMPTS = args.unique_prompts
     if args.compare_litellm and (
         args.api != "chat" or args.limits or args.concurrency < 2 or args.rounds < 1
     ):

@@ -8,8 +8,11 @@ policy author makes explicitly, never a default.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, cast
@@ -95,6 +98,8 @@ class CompiledPolicy:
                 continue
             self._rules[rule.stage].append((rule, scanner))
         self._request_level = any(scanner.level == "request" for _, scanner in self._rules["input"])
+        self._clean_max = runtime.clean_memo
+        self._clean: OrderedDict[bytes, None] = OrderedDict()
         if self.inactive:
             log.info(
                 "policy %s: rules without their model, inactive: %s", policy.label, ", ".join(self.inactive)
@@ -127,14 +132,32 @@ class CompiledPolicy:
                 if hit.action == "block":
                     raise Blocked(hit)
 
-    def scan(self, stage: str, text: str, *, windowed: bool | None = None) -> list[Hit]:
-        """Hits of the stage's text scanners; `windowed` picks span-local (True) or whole-text (False)."""
+    def scan(
+        self, stage: str, text: str, *, windowed: bool | None = None, scope: str | None = None
+    ) -> list[Hit]:
+        """Hits of the stage's text scanners; `windowed` picks span-local (True) or whole-text (False).
+
+        With a `scope` (the tenant), a whole text that had no hits is remembered, as a keyed digest,
+        and not scanned again by this compiled policy: chat clients send the system prompt and the
+        whole history with every turn, and only the new turn needs the scanners. Only clean texts are
+        remembered, so nothing of a finding outlives its request, and every text with a hit (a
+        monitor-mode one included) is scanned each time. A reloaded policy starts afresh."""
+        key = None
+        if scope is not None and windowed is None and self._clean_max > 0:
+            key = _clean_key(scope, stage, text)
+            if key in self._clean:
+                return []
         hits: list[Hit] = []
         for rule, scanner in self._rules[stage]:
             if scanner.level != "text" or (windowed is not None and scanner.windowed != windowed):
                 continue
             text_scanner = cast(Scanner, scanner)
             hits.extend(self._run(rule, stage, partial(text_scanner.scan, text)))
+        if key is not None and not hits:
+            self._clean[key] = None
+            if len(self._clean) > self._clean_max:
+                with suppress(KeyError):  # another thread evicted first
+                    self._clean.popitem(last=False)
         return hits
 
     def check_text(
@@ -145,9 +168,10 @@ class CompiledPolicy:
         report: Report,
         *,
         windowed: bool | None = None,
+        scope: str | None = None,
     ) -> str:
         """The text with masks applied; records the hits; raises Blocked."""
-        hits = self.scan(stage, text, windowed=windowed)
+        hits = self.scan(stage, text, windowed=windowed, scope=scope)
         if not hits:
             return text
         for hit in hits:
@@ -169,3 +193,13 @@ class CompiledPolicy:
         if rule.mode == "monitor":
             return [Hit(stage, rule.id, f, "monitor") for f in findings]
         return [Hit(stage, rule.id, f, f.action or rule.action) for f in findings]
+
+
+def _clean_key(scope: str, stage: str, text: str) -> bytes:
+    # A digest, not the text: what is remembered says only that some text of this scope was clean.
+    digest = hashlib.blake2b(digest_size=16, person=b"warden-clean")
+    for part in (scope, stage):
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return digest.digest()

@@ -22,8 +22,10 @@ class ModelPaths:
 
 
 class Runtime:
-    def __init__(self, paths: ModelPaths | None = None) -> None:
+    def __init__(self, paths: ModelPaths | None = None, clean_memo: int = 0) -> None:
         self.paths = paths or ModelPaths()
+        # How many clean texts each compiled policy remembers (see CompiledPolicy.scan); 0: none.
+        self.clean_memo = clean_memo
         self._lock = threading.Lock()
         self._pii: Any = None
         self._toxicity: Any = None

@@ -212,6 +212,9 @@ class PolicySettings:
     # Policy files or folders of them (*.yaml); none: the built-in policies/default.yaml.
     files: tuple[str, ...] = ()
     reload_interval_s: float = 1.0  # how often files are checked for changes; 0 checks every request
+    # Texts without any hit remembered per compiled policy (as keyed digests, per tenant) and not scanned
+    # again: the repeated system prompt and history of a chat. 0 scans every text every time.
+    clean_text_memo: int = 32_768
     pii_spacy_model: str = ""  # a spaCy model folder (NER for names); empty: pattern recognizers
     # `builtin` (a small linear model, offline), `none`, a Detoxify checkpoint, or a folder made by
     # `warden models export-toxicity`
@@ -623,6 +626,8 @@ class _Builder:
             raise self.fail(("policies", "device"), "must be cpu or cuda")
         if policies.reload_interval_s < 0:
             raise self.fail(("policies", "reload_interval_s"), "must be >= 0")
+        if policies.clean_text_memo < 0 or policies.clean_text_memo > 10_000_000:
+            raise self.fail(("policies", "clean_text_memo"), "must be between 0 and 10000000")
         resolved = {}
         for key in ("pii_spacy_model", "toxicity_model", "toxicity_config", "injection_model"):
             value = getattr(policies, key)

@@ -30,6 +30,8 @@ class AppliedPolicy:
     policy: CompiledPolicy
     report: Report
     placeholders: Placeholders
+    # Whose texts these are (the tenant): the policy remembers clean texts per scope, never across.
+    scope: str | None = None
 
     @property
     def guards_output(self) -> bool:

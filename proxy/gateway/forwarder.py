@@ -261,7 +261,9 @@ class Forwarder:
             principal.tenant, principal.team, principal.project, principal.key_id, exchange.model, route
         )
         compiled = self.policies.select(caller)
-        applied = exchange.applied = AppliedPolicy(compiled, Report(compiled.label), Placeholders())
+        applied = exchange.applied = AppliedPolicy(
+            compiled, Report(compiled.label), Placeholders(), principal.tenant
+        )
         if exchange.ticket is not None:
             for budget in exchange.ticket.soft:  # passed its soft threshold: let through, flagged
                 applied.report.add(Hit("input", "budget", Finding(f"budget_soft:{budget}", 1.0), "flag"))

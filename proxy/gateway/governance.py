@@ -44,7 +44,9 @@ def check_request(
             )
         changed = False
         for slot in slots:
-            checked = compiled.check_text("input", slot.text, applied.placeholders, report)
+            checked = compiled.check_text(
+                "input", slot.text, applied.placeholders, report, scope=applied.scope
+            )
             if checked != slot.text:
                 slot.write(checked)
                 changed = True
@@ -77,7 +79,9 @@ def check_answer(applied: AppliedPolicy, fmt: WireFormat, parsed: dict[str, Any]
             continue
         record = kept.setdefault(index, {"index": index})
         try:
-            masked = compiled.check_text("output", slot.text, placeholders, applied.report)
+            masked = compiled.check_text(
+                "output", slot.text, placeholders, applied.report, scope=applied.scope
+            )
         except Blocked:
             fmt.block_choice(choice)
             blocked.add(id(choice))

@@ -246,3 +246,21 @@ def test_policies_of_other_tenants_are_neither_listed_nor_run(live: LiveWarden) 
         ).status_code
         == 200
     )
+
+
+def test_a_repeated_history_is_remembered_clean_but_a_new_turn_is_always_scanned(
+    live: LiveWarden, fake_upstream: FakeUpstream
+) -> None:
+    # Each turn resends the system prompt and the history: the clean ones are remembered, and the same
+    # e-mail in a new turn is masked every time, also right after an identical clean text was seen.
+    api = client(live, "beta")
+    history = [{"role": "system", "content": "You are a helpful assistant."}]
+    for turn in range(3):
+        history.append({"role": "user", "content": f"Turn {turn}: write to jane.roe@example.com"})
+        reply = api.chat.completions.create(model="gpt-fake", messages=history)  # type: ignore[arg-type]
+        sent = fake_upstream.requests[-1][1]["messages"]
+        assert sent[0]["content"] == "You are a helpful assistant."
+        assert [m["content"] for m in sent[1:] if m["role"] == "user"] == [
+            f"Turn {t}: write to <EMAIL_1>" for t in range(turn + 1)
+        ]
+        history.append({"role": "assistant", "content": reply.choices[0].message.content or ""})
