@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import Clock, Experiment, Tenant, as_utc, utcnow
-from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, check_name, get_or_create_tenant
 from proxy.prompts.store import PromptStore, check_label
 
@@ -153,13 +152,11 @@ class ExperimentStore:
                 session.add(row)
                 session.flush()
                 info = _info(tenant, row)
-                audit.append(
+                change.record(
                     session,
-                    tenant=tenant,
-                    actor=change.actor,
-                    action="experiment.create",
-                    target=f"experiment:{name}",
-                    ip=change.ip,
+                    tenant,
+                    "experiment.create",
+                    f"experiment:{name}",
                     after=describe(info),
                 )
         except IntegrityError:
@@ -303,13 +300,11 @@ class ExperimentStore:
     ) -> ExperimentInfo:
         session.flush()
         info = _info(tenant, row)
-        audit.append(
+        change.record(
             session,
-            tenant=tenant,
-            actor=change.actor,
-            action=action,
-            target=f"experiment:{row.name}",
-            ip=change.ip,
+            tenant,
+            action,
+            f"experiment:{row.name}",
             before=before,
             after={"state": info.state, "winner": info.winner},
         )

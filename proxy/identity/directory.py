@@ -57,6 +57,29 @@ class Change:
     tenant: str
     ip: str = ""
 
+    def record(
+        self,
+        session: Session,
+        tenant: str,
+        action: str,
+        target: str,
+        *,
+        before: Any = None,
+        after: Any = None,
+    ) -> int:
+        """This change's record in the hash-chained audit log, inside the caller's transaction (so the
+        change and its record commit together); returns its sequence number."""
+        return audit.append(
+            session,
+            tenant=tenant,
+            actor=self.actor,
+            action=action,
+            target=target,
+            ip=self.ip,
+            before=before,
+            after=after,
+        )
+
 
 def check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
@@ -120,13 +143,11 @@ class Directory:
             if find_team(session, tenant, name) is not None:
                 raise IdentityError(f"team {name!r} already exists", 409)
             get_or_create_team(session, tenant, name)
-            audit.append(
+            change.record(
                 session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="team.create",
-                target=f"team:{name}",
-                ip=change.ip,
+                change.tenant,
+                "team.create",
+                f"team:{name}",
                 after={"name": name},
             )
 
@@ -167,13 +188,11 @@ class Directory:
             session.flush()
             for binding in bindings:
                 self._bind(session, tenant, user, binding)
-            audit.append(
+            change.record(
                 session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="user.create",
-                target=f"user:{username}",
-                ip=change.ip,
+                change.tenant,
+                "user.create",
+                f"user:{username}",
                 after={"username": username, "roles": _describe(bindings)},
             )
         return self.user(username, change.tenant)
@@ -205,13 +224,11 @@ class Directory:
             user.disabled = disabled
             if disabled:
                 session.query(WebSession).filter(WebSession.user_id == user.id).delete()
-            audit.append(
+            change.record(
                 session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="user.disable" if disabled else "user.enable",
-                target=f"user:{username}",
-                ip=change.ip,
+                change.tenant,
+                "user.disable" if disabled else "user.enable",
+                f"user:{username}",
                 before={"disabled": before},
                 after={"disabled": disabled},
             )
@@ -228,13 +245,11 @@ class Directory:
             if binding in self._bindings(session, user):
                 raise IdentityError(f"{username!r} already holds {_describe((binding,))[0]}", 409)
             self._bind(session, tenant, user, binding)
-            audit.append(
+            change.record(
                 session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="role.grant",
-                target=f"user:{username}",
-                ip=change.ip,
+                change.tenant,
+                "role.grant",
+                f"user:{username}",
                 before=before,
                 after=_describe(self._bindings(session, user)),
             )
@@ -256,13 +271,11 @@ class Directory:
                 raise IdentityError(f"{username!r} does not hold {_describe((binding,))[0]}", 404)
             session.delete(row)
             session.flush()
-            audit.append(
+            change.record(
                 session,
-                tenant=change.tenant,
-                actor=change.actor,
-                action="role.revoke",
-                target=f"user:{username}",
-                ip=change.ip,
+                change.tenant,
+                "role.revoke",
+                f"user:{username}",
                 before=before,
                 after=_describe(self._bindings(session, user)),
             )

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import ApiKey, Clock, Team, Tenant, as_utc, utcnow
-from proxy.identity import audit
 from proxy.identity.directory import (
     DEFAULT_TENANT,
     Change,
@@ -132,13 +131,11 @@ class KeyStore:
             session.flush()
             info = self._info(row, tenant_row.name, team_row.name)
             if change is not None:
-                audit.append(
+                change.record(
                     session,
-                    tenant=tenant,
-                    actor=change.actor,
-                    action="key.create",
-                    target=f"key:{row.id}",
-                    ip=change.ip,
+                    tenant,
+                    "key.create",
+                    f"key:{row.id}",
                     after={
                         "team": team,
                         "name": name,
@@ -178,13 +175,11 @@ class KeyStore:
             key_hash = row.key_hash
             if change is not None:
                 owner = session.get(Tenant, row.tenant_id)
-                audit.append(
+                change.record(
                     session,
-                    tenant=owner.name if owner is not None else change.tenant,
-                    actor=change.actor,
-                    action="key.revoke",
-                    target=f"key:{key_id}",
-                    ip=change.ip,
+                    owner.name if owner is not None else change.tenant,
+                    "key.revoke",
+                    f"key:{key_id}",
                     before={"revoked": already},
                     after={"revoked": True},
                 )

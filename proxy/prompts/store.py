@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import Clock, Prompt, PromptApproval, PromptLabel, PromptVersion, Tenant, as_utc, utcnow
-from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError, check_name, get_or_create_tenant
 from proxy.prompts.render import Message, RenderError, Template, check_variables, parse_template, render
 from proxy.settings import PROMPT_LABEL
@@ -149,13 +148,11 @@ class PromptStore:
                 session.add(row)
                 session.flush()
                 version = _version(name, row)
-                audit.append(
+                change.record(
                     session,
-                    tenant=tenant,
-                    actor=change.actor,
-                    action="prompt.version",
-                    target=f"prompt:{name}@{row.number}",
-                    ip=change.ip,
+                    tenant,
+                    "prompt.version",
+                    f"prompt:{name}@{row.number}",
                     after=_describe(version),
                 )
         except IntegrityError:
@@ -184,13 +181,11 @@ class PromptStore:
                     )
                 )
                 session.flush()
-                audit.append(
+                change.record(
                     session,
-                    tenant=tenant,
-                    actor=change.actor,
-                    action="prompt.approve",
-                    target=f"prompt:{name}@{number}",
-                    ip=change.ip,
+                    tenant,
+                    "prompt.approve",
+                    f"prompt:{name}@{number}",
                 )
             return self._load(session, prompt, name, row)
 
@@ -219,13 +214,11 @@ class PromptStore:
                 before = {"version": self._number(session, current.version_id)}
             current.version_id, current.moved_by, current.moved_at = row.id, change.actor[:256], self._clock()
             session.flush()
-            audit.append(
+            change.record(
                 session,
-                tenant=tenant,
-                actor=change.actor,
-                action="prompt.label",
-                target=f"prompt:{name}#{label}",
-                ip=change.ip,
+                tenant,
+                "prompt.label",
+                f"prompt:{name}#{label}",
                 before=before,
                 after={"version": number},
             )

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db import Tenant, TrafficRule
-from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError
 from proxy.settings import BUDGET_PERIODS, LIMIT_SCOPES, BudgetRule, LimitRule
 
@@ -117,13 +116,11 @@ class RuleStore:
             row, name = self._owned(session, tenant, rule_id)
             gone = Stored(row.id, _limit(row, name) if row.kind == "limit" else _budget(row, name))
             session.delete(row)
-            audit.append(
+            change.record(
                 session,
-                tenant=tenant,
-                actor=change.actor,
-                action=f"{row.kind}.delete",
-                target=f"{row.kind}:{row.id}",
-                ip=change.ip,
+                tenant,
+                f"{row.kind}.delete",
+                f"{row.kind}:{row.id}",
                 before=_describe(gone.rule),
             )
         self._loaded_at = float("-inf")
@@ -198,13 +195,11 @@ class RuleStore:
             else:
                 row.hard_usd, row.soft_usd = rule.hard_usd, rule.soft_usd
             session.flush()
-            audit.append(
+            change.record(
                 session,
-                tenant=tenant,
-                actor=change.actor,
-                action=f"{kind}.set",
-                target=f"{kind}:{row.id}",
-                ip=change.ip,
+                tenant,
+                f"{kind}.set",
+                f"{kind}:{row.id}",
                 before=before,
                 after=_describe(rule),
             )
