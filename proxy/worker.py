@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from gunicorn import http, util
 from gunicorn.http import wsgi
@@ -106,6 +106,9 @@ def body_to_buffer(head: bytes, max_body_bytes: int) -> int | None:
                 return None
             seen, length = True, int(value)
     return length if length <= max_body_bytes else None
+
+
+Reading = Literal["in", "more", "too_large", "thread"]
 
 
 @dataclass(slots=True, eq=False)
@@ -179,9 +182,9 @@ class WardenWorker(ThreadWorker):
         unreader = conn.parser.unreader
         arrival = Arrival(deadline=0.0, data=bytearray(unreader.take_buffered()))
         wait = _HOT_WAIT_S
-        state = None
+        state: Reading | None = None
         try:
-            while (state := self.arrived(arrival)) is None:
+            while (state := self.reading(arrival)) == "more":
                 if not _readable(conn.sock, wait):
                     break
                 wait = 0.0
@@ -190,22 +193,24 @@ class WardenWorker(ThreadWorker):
                     break
                 arrival.data += chunk
         except OSError:
-            state = False
+            state = None
         unreader.unread(bytes(arrival.data))
-        return state is True
+        return state == "in"
 
-    def arrived(self, arrival: Arrival) -> bool | None:
-        """True once head and body are in, None while they may still come, False when the loop must
-        decide (a head too large, a body the thread reads itself): the same reading as `inspect`."""
+    def reading(self, arrival: Arrival) -> Reading:
+        """Where an arriving request stands: "in" (head and body), "more" (they may still come),
+        "too_large" (a head past MAX_HEAD_BYTES) or "thread" (a body the thread reads itself)."""
         if arrival.needed is None:
             end = head_end(arrival)
             if end < 0:
-                return None if len(arrival.data) <= MAX_HEAD_BYTES else False
+                return "more" if len(arrival.data) <= MAX_HEAD_BYTES else "too_large"
+            if end > MAX_HEAD_BYTES:
+                return "too_large"
             body = body_to_buffer(bytes(arrival.data[:end]), self.limits.max_body_bytes)
-            if end > MAX_HEAD_BYTES or body is None:
-                return False
+            if body is None:
+                return "thread"
             arrival.needed = end + body
-        return True if len(arrival.data) >= arrival.needed else None
+        return "in" if len(arrival.data) >= arrival.needed else "more"
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -277,20 +282,12 @@ class WardenWorker(ThreadWorker):
 
     def inspect(self, conn: _Connection, arrival: Arrival) -> None:
         """Hand the connection to a thread if its request is in, or drop a head grown too large."""
-        if arrival.needed is None:
-            end = head_end(arrival)
-            if end < 0 or end > MAX_HEAD_BYTES:
-                if end > MAX_HEAD_BYTES or len(arrival.data) > MAX_HEAD_BYTES:
-                    self.drop(conn, _TOO_LARGE_REPLY)
-                return
-            body = body_to_buffer(bytes(arrival.data[:end]), self.limits.max_body_bytes)
-            if body is None:
-                self.hand_off(conn)
-                return
-            arrival.needed = end + body
-        if len(arrival.data) >= arrival.needed:
+        state = self.reading(arrival)
+        if state == "too_large":
+            self.drop(conn, _TOO_LARGE_REPLY)
+        elif state != "more":
             self.hand_off(conn)
-        else:
+        elif arrival.needed is not None:
             # A body may take long over a slow link; it must not stop.
             arrival.deadline = time.monotonic() + self.limits.client_timeout_s
 

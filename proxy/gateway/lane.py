@@ -17,16 +17,11 @@ from typing import Any
 
 from flask import Request
 
-from proxy.formats import FORMATS
+from proxy.formats import served_at
 from proxy.gateway.forwarder import Forwarder
 from proxy.web_headers import ALWAYS
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def lane_routes() -> dict[str, str]:
-    """Path -> route for every model API, with and without the /v1 prefix (as `routes.py` serves them)."""
-    return {f"{prefix}/{fmt.path}": fmt.route for prefix in ("/v1", "") for fmt in FORMATS.values()}
 
 
 class ModelLane:
@@ -36,17 +31,16 @@ class ModelLane:
         self.app = app
         self.forwarder = forwarder
         self.max_body_bytes = max_body_bytes
-        self.routes = lane_routes()
         self.headers = list(ALWAYS.items())
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        route = self.routes.get(environ.get("PATH_INFO", ""))
-        if route is None or environ.get("REQUEST_METHOD") != "POST":
+        fmt = served_at(environ.get("PATH_INFO", ""))
+        if fmt is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         request = Request(environ)
         # Outside an app context Flask's Request would not see MAX_CONTENT_LENGTH: set it per request.
         request.max_content_length = self.max_body_bytes
-        response = self.forwarder.forward(request, route)
+        response = self.forwarder.forward(request, fmt.route)
         headers = response.headers
         for name, value in self.headers:
             headers.setdefault(name, value)
