@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.db import make_engine, make_sessions
+from proxy.migrate import upgrade_sql
 from proxy.upstreams.fake import FakeUpstream
 from tests.support import ROOT, LiveWarden, make_settings
 
@@ -126,3 +129,17 @@ def _collect_leftover_clients() -> Iterator[None]:
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
         gc.collect()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
+    """A migrated metadata database, on SQLite and on PostgreSQL: the stores' tests run on both."""
+    url = (
+        f"sqlite:///{tmp_path / 'warden.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    upgrade_sql(url)
+    engine = make_engine(url)
+    request.addfinalizer(engine.dispose)
+    return make_sessions(engine)

@@ -5,17 +5,14 @@ promoted to route its model to the winner until retired, and the audit trail."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db import make_engine, make_sessions
 from proxy.experiments.store import ExperimentStore, describe
 from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError
-from proxy.migrate import upgrade_sql
 from proxy.prompts.store import PromptStore
 
 ANA = Change("session:ana", "default", "127.0.0.1")
@@ -25,19 +22,6 @@ MODELS = frozenset({"gpt-fake", "gpt-other"})
 
 def version(text: str) -> dict[str, Any]:
     return {"template": {"messages": [{"role": "system", "content": text}]}}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
-    url = (
-        f"sqlite:///{tmp_path / 'warden.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    upgrade_sql(url)
-    engine = make_engine(url)
-    request.addfinalizer(engine.dispose)
-    return make_sessions(engine)
 
 
 @pytest.fixture

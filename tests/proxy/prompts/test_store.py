@@ -3,15 +3,11 @@ approval rule, the audit trail, and diffs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db import make_engine, make_sessions
 from proxy.identity import audit
 from proxy.identity.directory import Change, IdentityError
-from proxy.migrate import upgrade_sql
 from proxy.prompts.store import PromptStore, describe
 
 ANA = Change("session:ana", "default", "127.0.0.1")
@@ -29,19 +25,6 @@ SECOND = {
     "model": "gpt-fake",
     "params": {"temperature": 0.0},
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
-    url = (
-        f"sqlite:///{tmp_path / 'warden.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    upgrade_sql(url)
-    engine = make_engine(url)
-    request.addfinalizer(engine.dispose)
-    return make_sessions(engine)
 
 
 def test_versions_are_numbered_and_immutable(db: sessionmaker[Session]) -> None:
