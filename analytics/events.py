@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -67,7 +68,7 @@ class ExchangeEvent:
 
     def as_row(self) -> tuple[object, ...]:
         # Not dataclasses.astuple: it deep-copies every field, and this runs once per request.
-        return tuple(getattr(self, name) for name in COLUMNS)
+        return _event_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +86,42 @@ class TranscriptRow:
     retention_days: int
 
     def as_row(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in TRANSCRIPT_COLUMNS)
+        return _transcript_row(self)
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ExchangeEvent))
 TRANSCRIPT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(TranscriptRow))
+_REQUEST_ID, _TS = COLUMNS.index("request_id"), COLUMNS.index("ts")
+_event_row = operator.attrgetter(*COLUMNS)
+_transcript_row = operator.attrgetter(*TRANSCRIPT_COLUMNS)
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def encode(event: ExchangeEvent, transcript: TranscriptRow | None) -> bytes:
-    """One spool record: JSON of both rows (bytes as base64, times as epoch microseconds)."""
-    row = [_plain(v) for v in event.as_row()]
-    sealed = [_plain(v) for v in transcript.as_row()] if transcript is not None else None
-    return json.dumps([row, sealed], separators=(",", ":")).encode()
+def row_json(event: ExchangeEvent) -> bytes:
+    """The event's `requests` row as one JSON array, the line ClickHouse reads in `JSONCompactEachRow`:
+    the writer inserts these bytes as they are, so no row is converted again in Python (issue 16).
+    The request id is its text and the time epoch seconds with microseconds, which ClickHouse reads
+    into its DateTime64 exactly. Lone surrogates (a string an upstream sent as `\\ud800`) become `?`:
+    ClickHouse would refuse the whole batch over them."""
+    row = list(event.as_row())
+    row[_REQUEST_ID] = str(event.request_id)
+    row[_TS] = event.ts.timestamp()
+    return _ROW_ENCODER.encode(row).encode("utf-8", "replace")
+
+
+def encode(event: ExchangeEvent, transcript: TranscriptRow | None, row: bytes | None = None) -> bytes:
+    """One spool record: JSON of both rows (the event's as `row_json` makes it, given or made here;
+    the transcript's bytes as base64 and its time as epoch microseconds)."""
+    sealed = b"null"
+    if transcript is not None:
+        sealed = json.dumps([_plain(v) for v in transcript.as_row()], separators=(",", ":")).encode()
+    return b"[" + (row if row is not None else row_json(event)) + b"," + sealed + b"]"
+
+
+def record_row(record: bytes) -> tuple[bytes, TranscriptRow | None]:
+    """A spool record's `requests` line and transcript, whichever Warden version wrote it."""
+    event, transcript = decode(record)
+    return row_json(event), transcript
 
 
 def decode(record: bytes) -> tuple[ExchangeEvent, TranscriptRow | None]:
@@ -127,6 +152,9 @@ def _typed(name: str, value: object) -> object:
     if name == "request_id":
         return uuid.UUID(str(value))
     if name == "ts":
+        if isinstance(value, float):  # an event row: epoch seconds
+            return datetime.fromtimestamp(value, UTC)
+        # A transcript row, or an event row an older Warden spooled: epoch microseconds.
         return datetime.fromtimestamp(int(value) / 1_000_000, UTC)  # type: ignore[call-overload]
     if name in ("nonce", "ciphertext"):
         return base64.b64decode(str(value))

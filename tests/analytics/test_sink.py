@@ -3,6 +3,7 @@ Nothing is lost in any of them."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import struct
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from analytics import schema
 from analytics.clickhouse import connect
-from analytics.events import ExchangeEvent, TranscriptRow, decode, encode
+from analytics.events import COLUMNS, ExchangeEvent, TranscriptRow, decode, encode
 from analytics.sink import ClickHouseSink
 from analytics.spool import Spool, read_records
 from tests.support import ROOT
@@ -256,3 +257,69 @@ def test_spool_directories_are_private(tmp_path: Path) -> None:
     spool.close()
     # A segment holding a record stays until its events are in ClickHouse; an empty one goes.
     assert segment.exists() and list(read_records(segment)) == [b"x"]
+
+
+def test_rows_arrive_as_the_request_threads_encoded_them(clickhouse_url: str, tmp_path: Path) -> None:
+    """The writer inserts the JSON lines the request threads made (no conversion in between): every
+    column type comes back as it went in, and an upstream string with a lone surrogate, which no
+    UTF-8 encoder takes, does not poison its batch."""
+    migrated(clickhouse_url)
+    fine = event(
+        ts=datetime(2026, 11, 30, 1, 2, 3, 456789, tzinfo=UTC),
+        ttft_ms=3.25,
+        cost_micro_usd=-17,
+        streamed=True,
+        finish_reason="arrêt \U0001f600",
+        finding_stage=("input", "output"),
+        finding_kind=("email", "toxicity"),
+        finding_action=("mask", "flag"),
+        finding_count=(2, 1),
+        finding_score=(0.5, 0.75),
+        prompt_name="ask",
+        prompt_version=3,
+    )
+    odd = event(finish_reason="stop\ud800")
+    sink = ClickHouseSink(lambda: connect(clickhouse_url), tmp_path / "spool", flush_interval=0.05)
+    sink.emit(fine)
+    sink.emit(odd)
+    assert sink.flush(60) and sink.stats.failed_inserts == 0
+    sink.close()
+    reader = connect(clickhouse_url)
+    try:
+        query = "SELECT {} FROM requests FINAL WHERE request_id = %(id)s"
+        (row,) = reader.query(query.format(", ".join(COLUMNS)), {"id": str(fine.request_id)}).result_rows
+        (odd_reason,) = reader.query(query.format("finish_reason"), {"id": str(odd.request_id)}).result_rows
+    finally:
+        reader.close()
+    back = dict(zip(COLUMNS, row, strict=True))
+    for name, value in zip(COLUMNS, fine.as_row(), strict=True):
+        if name == "ts":  # the column keeps milliseconds
+            assert back[name].replace(tzinfo=UTC) == datetime(2026, 11, 30, 1, 2, 3, 456000, tzinfo=UTC)
+        elif isinstance(value, tuple):
+            assert tuple(back[name]) == value, name
+        else:
+            assert back[name] == value, name
+    assert odd_reason == ("stop?",)
+
+
+def test_records_an_older_warden_spooled_are_replayed(clickhouse_url: str, tmp_path: Path) -> None:
+    """Before rows were spooled as inserted, the event's time was epoch microseconds."""
+    migrated(clickhouse_url)
+    item = event(ts=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), retention_days=0)
+    old_row = [str(v) if isinstance(v, uuid.UUID) else v for v in item.as_row()]
+    old_row[COLUMNS.index("ts")] = int(item.ts.timestamp() * 1_000_000)
+    payload = json.dumps([old_row, None]).encode()
+    orphan = tmp_path / "spool" / "w-older"
+    orphan.mkdir(parents=True)
+    (orphan / "000000000001.seg").write_bytes(struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
+    assert decode(payload) == (item, None)
+    sink = ClickHouseSink(lambda: connect(clickhouse_url), tmp_path / "spool")
+    sink.start()
+    assert sink.flush(60)
+    sink.close()
+    reader = connect(clickhouse_url)
+    try:
+        rows = reader.query("SELECT request_id, toUnixTimestamp64Milli(ts) FROM requests FINAL").result_rows
+    finally:
+        reader.close()
+    assert rows == [(item.request_id, 1767323045678)]
