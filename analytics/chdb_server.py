@@ -164,7 +164,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--exit-with-parent", action="store_true", help="exit once the parent process is gone"
     )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0-19",
+        help="lower this process's CPU priority by this much before chDB starts its threads",
+    )
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)  # set before chDB starts: its threads inherit it
     port_file = args.port_file or Path(tempfile.mkdtemp()) / "port"
     serve(
         args.path, args.host, args.port, port_file, args.password_file, exit_with_parent=args.exit_with_parent

@@ -11,6 +11,9 @@ worker imports chDB.
 - A child that dies is started again on the same port after a backoff (0.5 s doubling to 30 s, reset
   once a child has lived a minute). Meanwhile the workers' event writers keep events in their spools
   and replay them once it answers (`analytics/sink.py`).
+- The child runs at a lower CPU priority (`CHILD_NICENESS`): on a machine whose cores the workers
+  keep busy, its inserts and merges wait for the requests rather than delay them. Its lag is a matter
+  of seconds and loses nothing (the spools hold the events).
 - The child leaves with Warden: `stop()` when `warden serve` exits, and the child exits by itself once
   its parent is gone (`--exit-with-parent`), so even a SIGKILLed master leaves none behind. It runs in a
   session of its own: a Ctrl-C in the terminal reaches the workers, which flush their last events to
@@ -41,6 +44,10 @@ STOP_TIMEOUT_S = 10.0
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _HEALTHY_AFTER_S = 60.0
+
+# How much lower the child's CPU priority is than the workers' (nice(2)); 0-19.
+CHILD_NICENESS = 10
+
 
 
 class LocalClickHouseError(RuntimeError):
@@ -160,6 +167,8 @@ class LocalClickHouse:
             "--password-file",
             str(self.password_file),
             "--exit-with-parent",
+            "--nice",
+            str(CHILD_NICENESS),
         ]
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         self._started_at = time.monotonic()
