@@ -49,7 +49,6 @@ _HEALTHY_AFTER_S = 60.0
 CHILD_NICENESS = 10
 
 
-
 class LocalClickHouseError(RuntimeError):
     """The local ClickHouse process could not be started; the message says why."""
 
