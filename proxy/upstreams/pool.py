@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client for upstream calls: keep-alive connections from `http.client`, shared by every
-serving thread without a pool-wide lock.
+"""A lean HTTP/1.1 client for upstream calls: keep-alive connections (opened by `http.client`, answers
+read by `answer.Answer`), shared by every serving thread without a pool-wide lock.
 
 Measured on loopback (issue 16): httpx spent about 0.45 ms of CPU per request, and under 32 threads its
 connection pool's lock was the worker's hottest spot (a third of the samples holding the GIL were
@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from time import monotonic, perf_counter
 from urllib.parse import urlsplit
 
+from proxy.upstreams.answer import Answer, Malformed
+
 _READ_SIZE = 65536
 
 
@@ -41,10 +43,10 @@ class PooledResponse:
 
     __slots__ = ("_connection", "_pool", "_raw", "head_s", "headers", "status", "wait_s")
 
-    def __init__(self, pool: HttpPool, connection: _Connection, raw: http.client.HTTPResponse, head_s: float):
+    def __init__(self, pool: HttpPool, connection: _Connection, raw: Answer, head_s: float):
         self.status = raw.status
         # Lower-cased; a repeated header keeps its last value, which is all a relay needs.
-        self.headers = {name.lower(): value for name, value in raw.getheaders()}
+        self.headers = {name.lower(): value for name, value in raw.headers}
         self.head_s = head_s  # request sent to response headers received
         self.wait_s = head_s  # plus the time the body took to arrive
         self._raw = raw
@@ -55,7 +57,7 @@ class PooledResponse:
         started = perf_counter()
         try:
             body = self._raw.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, Malformed) as exc:
             self._discard()
             raise _failure(exc) from None
         self.wait_s += perf_counter() - started
@@ -68,7 +70,7 @@ class PooledResponse:
             while True:
                 try:
                     chunk = self._raw.read1(_READ_SIZE)
-                except (OSError, http.client.HTTPException) as exc:
+                except (OSError, Malformed) as exc:
                     self._discard()
                     raise _failure(exc) from None
                 if not chunk:
@@ -81,11 +83,10 @@ class PooledResponse:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._raw.isclosed() and not self._raw.will_close:
+        if self._raw.done and not self._raw.will_close:
             self._pool._release(connection)
         else:
             # Unread body or a server that closes: the connection cannot carry another request.
-            self._raw.close()
             self._pool._drop(connection)
 
     def _discard(self) -> None:
@@ -95,19 +96,13 @@ class PooledResponse:
 
 
 class _Connection:
-    __slots__ = ("conn", "idle_since", "response")
+    __slots__ = ("conn", "idle_since")
 
     def __init__(self, conn: http.client.HTTPConnection) -> None:
         self.conn = conn
         self.idle_since = 0.0
-        # The answer being read, which holds the socket through its file: closing the connection
-        # closes it too (as HTTPConnection.close does for the responses it made itself).
-        self.response: http.client.HTTPResponse | None = None
 
     def close(self) -> None:
-        response, self.response = self.response, None
-        if response is not None:
-            response.close()
         self.conn.close()
 
 
@@ -166,10 +161,10 @@ class HttpPool:
                 try:
                     started = perf_counter()
                     sock.sendall(head + body)
-                    raw = connection.response = http.client.HTTPResponse(sock, method=method)
-                    raw.begin()
+                    raw = Answer(sock)
+                    raw.begin(method)
                     return PooledResponse(self, connection, raw, perf_counter() - started)
-                except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine) as exc:
+                except (ConnectionError, Malformed) as exc:
                     connection.close()
                     connection = None
                     # A kept-alive connection the server had just closed: nothing was processed, and a
@@ -180,7 +175,7 @@ class HttpPool:
         except PoolError:
             self._slots.release()
             raise
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, Malformed) as exc:
             if connection is not None:
                 connection.close()
             self._slots.release()
@@ -226,7 +221,6 @@ class HttpPool:
             connection.close()
         else:
             connection.idle_since = monotonic()
-            connection.response = None
             self._idle.append(connection)
         self._slots.release()
 
@@ -278,7 +272,7 @@ def _still_open(conn: http.client.HTTPConnection) -> bool:
 def _failure(exc: BaseException) -> PoolError:
     if isinstance(exc, TimeoutError | socket.timeout):
         kind = "timeout"
-    elif isinstance(exc, OSError | http.client.RemoteDisconnected | http.client.IncompleteRead):
+    elif isinstance(exc, OSError):  # refused, reset, or ended inside the answer (ClosedEarly, Incomplete)
         kind = "unreachable"
     else:
         kind = "bad_response"
