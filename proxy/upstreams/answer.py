@@ -16,7 +16,7 @@ import socket
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
-_READ_SIZE = 65536
+READ_SIZE = 65536  # bytes asked of the socket per read
 _LINE_END = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
 _CHUNK_LINE_MAX = 1024
@@ -99,7 +99,7 @@ class Answer:
     def read(self) -> bytes:
         """The rest of the body."""
         pieces = []
-        while piece := self.read1(_READ_SIZE):
+        while piece := self.read1(READ_SIZE):
             pieces.append(piece)
         return b"".join(pieces)
 
@@ -184,7 +184,7 @@ class Answer:
         del self._buffer[:size]
         return data
 
-    def _recv(self, size: int = _READ_SIZE) -> bytes:
+    def _recv(self, size: int = READ_SIZE) -> bytes:
         return self._sock.recv(size)
 
     def _finish_if_empty(self) -> None:

@@ -24,9 +24,7 @@ from collections.abc import Iterator, Mapping
 from time import monotonic, perf_counter
 from urllib.parse import urlsplit
 
-from proxy.upstreams.answer import Answer, Malformed
-
-_READ_SIZE = 65536
+from proxy.upstreams.answer import READ_SIZE, Answer, Malformed
 
 
 class PoolError(Exception):
@@ -69,7 +67,7 @@ class PooledResponse:
         try:
             while True:
                 try:
-                    chunk = self._raw.read1(_READ_SIZE)
+                    chunk = self._raw.read1(READ_SIZE)
                 except (OSError, Malformed) as exc:
                     self._discard()
                     raise _failure(exc) from None
